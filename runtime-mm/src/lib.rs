@@ -1,0 +1,69 @@
+//! A pinnable WebAssembly linear memory for wasmtime, with the Linux kernel's
+//! `pin_user_pages*()` semantics.
+//!
+//! ```text
+//!            wasmtime::Config::with_host_memory
+//!                          │
+//!                 PinMemoryCreator ──(registry, capture)──► Arc<Mm>
+//!                          │ creates
+//!                          ▼
+//!     gup::pin_*/get_*  ──► Mm ◄── grow_to / read / write / discard
+//!        │      │           │
+//!        │      │           ├── PageTable (one AtomicU64 per host page)
+//!        │      │           ├── lock: grow, discard, fault-in, long-term
+//!        │      │           └── Stats
+//!        │      └──► slow_path (locked, faults in) ──► longterm (mlock, memlock)
+//!        └──► fast_path (lock-free CAS walk) ──falls back──┘
+//!                          │
+//!                          ▼
+//!              PinnedPages / GotPages (hold Arc<Mm>; release on drop)
+//! ```
+//!
+//! - [`Mm`]: one address space = one linear memory; reserves its whole range
+//!   up front, commits as it grows, never moves.
+//! - `page_table`: the per-page entry format and the on-demand radix tree.
+//! - `fast_path`: the lock-free walk of `*_fast` calls, and its protocol.
+//! - `slow_path`: the locked path that faults pages in.
+//! - `longterm`: `FOLL_LONGTERM` residency and memlock accounting.
+//! - [`gup`]: the seed's nine entry points and their contracts.
+//! - [`PinnedPages`] / [`GotPages`]: what they return, and how it is released.
+//! - [`MmStats`]: counters (`nr_foll_pin_acquired`/`released` and more).
+//! - [`PinMemoryCreator`]: wasmtime glue (feature `wasmtime`, on by default).
+//!
+//! ```
+//! use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+//!
+//! let mm = Mm::new(MmConfig { initial_bytes: 64 << 10, ..Default::default() })?;
+//! mm.write(0, b"hello")?;
+//! let pages = gup::pin_user_pages_fast(&mm, 0, 1, GupFlags::WRITE)?;
+//! let mut buf = [0u8; 5];
+//! pages.read(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! assert_eq!(mm.discard(0, 4096), Err(runtime_mm::Errno::Busy));
+//! pages.unpin();
+//! assert_eq!(mm.stats().pins_outstanding(), 0);
+//! # Ok::<(), runtime_mm::Errno>(())
+//! ```
+#![warn(missing_docs)]
+
+mod errno;
+mod fast_path;
+mod flags;
+pub mod gup;
+mod longterm;
+mod mm;
+mod page_table;
+mod pinned;
+mod primitive;
+mod slow_path;
+mod stats;
+#[cfg(feature = "wasmtime")]
+mod wasmtime_glue;
+
+pub use errno::Errno;
+pub use flags::GupFlags;
+pub use mm::{Mm, MmConfig, PageState};
+pub use pinned::{GotPages, PinnedPages};
+pub use stats::MmStats;
+#[cfg(feature = "wasmtime")]
+pub use wasmtime_glue::PinMemoryCreator;

@@ -1,0 +1,380 @@
+//! `Mm`: one address space, which is one WebAssembly linear memory.
+//!
+//! The whole range (`reservation_bytes` plus `guard_bytes`) is reserved up
+//! front as inaccessible, so the base never moves; growth commits host pages
+//! (read-write, zero-filled by the OS) and fails cleanly past the reservation
+//! or the maximum. The page table tracks, per host page, whether the page is
+//! faulted in and which references it holds; see [`crate::page_table`].
+
+use crate::page_table::{entry, PageTable};
+use crate::primitive::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::stats::{MmStats, Stats};
+use crate::Errno;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// How to build an [`Mm`]. All sizes are bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmConfig {
+    /// Accessible size at creation (committed, zero-filled).
+    pub initial_bytes: u64,
+    /// The most the memory may grow to, if bounded (a wasm memory's maximum).
+    pub maximum_bytes: Option<u64>,
+    /// Address space reserved up front; growth never goes past it, so the base
+    /// never moves. Rounded up to the host page size.
+    pub reservation_bytes: u64,
+    /// Inaccessible bytes reserved after the reservation (for compilers that
+    /// elide bounds checks).
+    pub guard_bytes: u64,
+    /// Most bytes that long-term pins may lock resident at once
+    /// (`RLIMIT_MEMLOCK` for this memory).
+    pub memlock_limit_bytes: u64,
+}
+
+impl Default for MmConfig {
+    /// 0 bytes accessible, no maximum, a 4 GiB reservation with a 32 MiB
+    /// guard (wasmtime's defaults for a 32-bit memory), 64 MiB memlock limit.
+    fn default() -> Self {
+        MmConfig {
+            initial_bytes: 0,
+            maximum_bytes: None,
+            reservation_bytes: 4 << 30,
+            guard_bytes: 32 << 20,
+            memlock_limit_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The reserved mapping. Unmapped when the last `Arc<Mm>` drops, which is
+/// after the last pin (every pin holds an `Arc<Mm>`).
+struct Reservation {
+    base: NonNull<u8>,
+    _alloc: region::Allocation,
+}
+
+// SAFETY: the allocation is a plain anonymous mapping owned by this value; it
+// has no thread affinity and is unmapped once, by `Drop`.
+unsafe impl Send for Reservation {}
+// SAFETY: `&Reservation` only exposes the base address; accesses to the memory
+// behind it follow the `Mm` rules.
+unsafe impl Sync for Reservation {}
+
+/// State changed only under the memory's lock.
+pub(crate) struct Inner {
+    /// Bytes mapped read-write from the base (host-page multiple).
+    pub(crate) committed: u64,
+}
+
+/// One linear memory with pinnable pages. Build with [`Mm::new`]; take pages
+/// with the functions in [`crate::gup`].
+pub struct Mm {
+    reservation: Reservation,
+    page_shift: u32,
+    /// Bytes the memory may grow to: min(maximum, reservation).
+    limit: u64,
+    /// Accessible bytes; only grows.
+    len: AtomicU64,
+    pub(crate) table: PageTable,
+    pub(crate) lock: Mutex<Inner>,
+    /// Bytes locked resident for long-term pins; changed under `lock`.
+    pub(crate) locked_bytes: AtomicU64,
+    pub(crate) memlock_limit: u64,
+    pub(crate) stats: Stats,
+}
+
+/// One page's entry, decoded (see [`Mm::page_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageState {
+    /// Faulted in by the memory manager.
+    pub present: bool,
+    /// Marked dirty by a dirty release.
+    pub dirty: bool,
+    /// Pins held (long-term ones included).
+    pub pins: u32,
+    /// Get references held.
+    pub gets: u32,
+    /// Long-term pins held.
+    pub longterm: u32,
+}
+
+impl Mm {
+    /// Reserves and commits a new memory.
+    ///
+    /// Errors: `Inval` if `initial_bytes` exceeds `maximum_bytes`; `NoMem` if
+    /// it exceeds the reservation or the host refuses the mapping.
+    pub fn new(config: MmConfig) -> Result<Arc<Mm>, Errno> {
+        let page = region::page::size() as u64;
+        let round = |b: u64| b.checked_next_multiple_of(page).ok_or(Errno::NoMem);
+        let reserved = round(config.reservation_bytes.max(page))?;
+        let total = reserved
+            .checked_add(round(config.guard_bytes)?)
+            .and_then(|t| usize::try_from(t).ok())
+            .ok_or(Errno::NoMem)?;
+        let limit = config.maximum_bytes.unwrap_or(u64::MAX).min(reserved);
+        if config.initial_bytes > config.maximum_bytes.unwrap_or(u64::MAX) {
+            return Err(Errno::Inval);
+        }
+        if config.initial_bytes > limit {
+            return Err(Errno::NoMem);
+        }
+        let mut alloc = region::alloc(total, region::Protection::NONE).map_err(|_| Errno::NoMem)?;
+        let base = NonNull::new(alloc.as_mut_ptr::<u8>()).ok_or(Errno::NoMem)?;
+        let mm = Mm {
+            reservation: Reservation { base, _alloc: alloc },
+            page_shift: page.trailing_zeros(),
+            limit,
+            len: AtomicU64::new(0),
+            table: PageTable::new(reserved / page),
+            lock: Mutex::new(Inner { committed: 0 }),
+            locked_bytes: AtomicU64::new(0),
+            memlock_limit: config.memlock_limit_bytes,
+            stats: Stats::new(),
+        };
+        mm.grow_to(config.initial_bytes)?;
+        Ok(Arc::new(mm))
+    }
+
+    /// Host page size: the granularity of pins (4 KiB on x86-64).
+    pub fn page_size(&self) -> u64 {
+        1 << self.page_shift
+    }
+
+    pub(crate) fn page_shift(&self) -> u32 {
+        self.page_shift
+    }
+
+    /// Bytes accessible now.
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Whether no byte is accessible.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whole pages accessible now: pins never cover a byte past `len`.
+    pub(crate) fn len_pages(&self) -> u64 {
+        self.len() >> self.page_shift
+    }
+
+    /// The most bytes this memory can grow to without moving.
+    pub fn capacity(&self) -> u64 {
+        self.limit
+    }
+
+    /// The base address. Never changes for the life of the `Mm`.
+    pub fn base(&self) -> *mut u8 {
+        self.reservation.base.as_ptr()
+    }
+
+    /// Heap bytes the page table uses now.
+    pub fn page_table_bytes(&self) -> usize {
+        self.table.footprint()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-updated
+        // (it is one integer written last), so poisoning is ignored.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Grows the accessible size to `bytes` (no-op if already that large).
+    /// The new bytes read as zero. `NoMem` past the maximum or the
+    /// reservation, or if the host refuses to commit; nothing changes then.
+    pub fn grow_to(&self, bytes: u64) -> Result<(), Errno> {
+        let mut inner = self.lock();
+        if bytes <= self.len() {
+            return Ok(());
+        }
+        if bytes > self.limit {
+            return Err(Errno::NoMem);
+        }
+        let want = bytes.next_multiple_of(self.page_size());
+        if want > inner.committed {
+            // SAFETY: [committed, want) lies inside the reservation (want <=
+            // round_up(limit) <= reserved), which this `Mm` owns; it is
+            // inaccessible now, so no reference into it exists.
+            unsafe {
+                region::protect(
+                    self.base().add(inner.committed as usize),
+                    (want - inner.committed) as usize,
+                    region::Protection::READ_WRITE,
+                )
+            }
+            .map_err(|_| Errno::NoMem)?;
+            inner.committed = want;
+        }
+        // Release: the commit happens-before any thread that sees the new len.
+        self.len.store(bytes, Ordering::Release);
+        Ok(())
+    }
+
+    fn check_range(&self, addr: u64, len: usize) -> Result<(), Errno> {
+        let end = addr.checked_add(len as u64).ok_or(Errno::Fault)?;
+        if end > self.len() {
+            return Err(Errno::Fault);
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `addr` into `buf`. `Fault` if any byte is
+    /// outside the accessible memory; nothing is copied then.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.check_range(addr, buf.len())?;
+        // SAFETY: [addr, addr+len) is within `len`, hence committed and
+        // mapped for the life of `self`; `buf` is a distinct host buffer.
+        unsafe { std::ptr::copy_nonoverlapping(self.base().add(addr as usize), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` to `addr`. `Fault` if any byte is outside the accessible
+    /// memory; nothing is written then.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.check_range(addr, data.len())?;
+        // SAFETY: as in `read`; the destination is committed read-write.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base().add(addr as usize), data.len()) };
+        Ok(())
+    }
+
+    /// Gives the pages of `[addr, addr+len)` back to the host
+    /// (`madvise(MADV_DONTNEED)`): they read as zero afterwards and are no
+    /// longer present.
+    ///
+    /// Refused with `Busy`, changing nothing, if any page in the range holds a
+    /// pin **or a get**: unlike the kernel, which can zap a page from the page
+    /// table while a get holder keeps the old page, here the page *is* the
+    /// mapping, so discarding it would change the bytes under the holder.
+    /// `Inval` for an unaligned `addr` or an overflowing range; `Fault` for a
+    /// range past the accessible memory. `len` is rounded up to whole pages.
+    pub fn discard(&self, addr: u64, len: u64) -> Result<(), Errno> {
+        if addr & (self.page_size() - 1) != 0 {
+            return Err(Errno::Inval);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(self.page_size()))
+            .ok_or(Errno::Inval)?;
+        let inner = self.lock();
+        if end > inner.committed || end > self.len().next_multiple_of(self.page_size()) {
+            return Err(Errno::Fault);
+        }
+        let (first, last) = (addr >> self.page_shift, end >> self.page_shift);
+        // Phase 1: freeze every referenced-free page, or give up.
+        for pfn in first..last {
+            if let Err(e) = self.freeze(pfn) {
+                self.unfreeze(first..pfn, 0);
+                return Err(e);
+            }
+        }
+        // Phase 2: no reference can be taken on a frozen page; drop the data.
+        // SAFETY: the range is committed and owned by this memory; no pin or
+        // get references it (phase 1), and the guest sees zeros, which is
+        // what it asked for.
+        let r = unsafe {
+            rustix::mm::madvise(
+                self.base().add(addr as usize).cast(),
+                (end - addr) as usize,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        };
+        // Phase 3: thaw; on success the pages are no longer present or dirty.
+        let clear = if r.is_ok() { entry::PRESENT | entry::DIRTY } else { 0 };
+        self.unfreeze(first..last, clear);
+        drop(inner);
+        r.map_err(|_| Errno::NoMem)
+    }
+
+    fn freeze(&self, pfn: u64) -> Result<(), Errno> {
+        let Some(e) = self.table.get(pfn) else {
+            return Ok(()); // no leaf: never referenced, and only we could create it now
+        };
+        // Acquire pairs with the Release of the last unpin: the holder's
+        // accesses to the page happen before we drop its contents.
+        e.fetch_update(Ordering::Acquire, Ordering::Relaxed, |cur| {
+            (!entry::referenced(cur)).then_some(cur | entry::FROZEN)
+        })
+        .map(drop)
+        .map_err(|_| Errno::Busy)
+    }
+
+    fn unfreeze(&self, pfns: std::ops::Range<u64>, clear: u64) {
+        for pfn in pfns {
+            if let Some(e) = self.table.get(pfn) {
+                e.fetch_and(!(entry::FROZEN | clear), Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether the page containing `addr` holds a pin (`FOLL_PIN`). Exact: no
+    /// false negatives and, unlike the kernel's biased refcount, no false
+    /// positives. `false` outside the memory.
+    pub fn page_maybe_dma_pinned(&self, addr: u64) -> bool {
+        self.page_state(addr).is_some_and(|s| s.pins > 0)
+    }
+
+    /// The decoded entry of the page containing `addr`, or `None` outside the
+    /// reservation. A page never faulted in reads as the default state.
+    pub fn page_state(&self, addr: u64) -> Option<PageState> {
+        let pfn = addr >> self.page_shift;
+        if addr >= self.limit.next_multiple_of(self.page_size()) {
+            return None;
+        }
+        let e = self.table.get(pfn).map_or(0, |e| e.load(Ordering::Acquire));
+        Some(PageState {
+            present: e & entry::PRESENT != 0,
+            dirty: e & entry::DIRTY != 0,
+            pins: entry::pins(e) as u32,
+            gets: entry::gets(e) as u32,
+            longterm: entry::longterm(e) as u32,
+        })
+    }
+
+    /// Clears the dirty mark of the page containing `addr`, returning whether
+    /// it was set (like `folio_clear_dirty_for_io`, for a writeback pass).
+    pub fn test_and_clear_dirty(&self, addr: u64) -> bool {
+        self.table
+            .get(addr >> self.page_shift)
+            .is_some_and(|e| e.fetch_and(!entry::DIRTY, Ordering::AcqRel) & entry::DIRTY != 0)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MmStats {
+        self.stats.snapshot(self.locked_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Faults in `n` pages from `pfn` for write, so that they are backed by
+    /// real host pages. Caller holds the lock; the range is committed.
+    pub(crate) fn populate(&self, pfn: u64, n: u64) {
+        let shift = self.page_shift;
+        // SAFETY: the caller guarantees the range is committed read-write.
+        let ptr = unsafe { self.base().add((pfn << shift) as usize) };
+        // SAFETY: committed range of this memory; MADV_POPULATE_WRITE only
+        // faults pages in, it never changes their contents.
+        let populated = unsafe { rustix::mm::madvise(ptr.cast(), (n << shift) as usize, rustix::mm::Advice::LinuxPopulateWrite) };
+        if populated.is_err() {
+            // Kernels before 5.14: touch each page with an atomic no-op add,
+            // which faults it in for write without racing a concurrent writer.
+            for i in 0..n {
+                // SAFETY: the page is committed read-write and byte-aligned
+                // access is always aligned for AtomicU8.
+                let b = unsafe { std::sync::atomic::AtomicU8::from_ptr(ptr.add((i << shift) as usize)) };
+                b.fetch_add(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Mm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mm")
+            .field("base", &self.base())
+            .field("len", &self.len())
+            .field("capacity", &self.limit)
+            .field("page_size", &self.page_size())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,226 @@
+//! `PinnedPages` and `GotPages`: the references a GUP call returns, and how
+//! they are released.
+//!
+//! Two types, so that the seed's mismatch (releasing a `FOLL_PIN` page with
+//! `put_page()`) does not compile: pins are released by
+//! [`PinnedPages::unpin`] / [`PinnedPages::unpin_dirty`] (the kernel's
+//! `unpin_user_pages_dirty_lock`), gets by [`GotPages::put`]. Dropping either
+//! releases it (clean). Each holds an `Arc<Mm>`, so the mapping outlives every
+//! reference into it, even past the wasmtime store that created the memory.
+
+use crate::gup::Request;
+use crate::page_table::entry;
+use crate::primitive::Ordering;
+use crate::stats::Counter;
+use crate::{longterm, Errno, GupFlags, Mm};
+use std::sync::Arc;
+
+/// A contiguous range of pages holding one reference each, released on drop.
+struct Held {
+    mm: Arc<Mm>,
+    start: u64,
+    nr: usize,
+    req: Request,
+    dirty: bool,
+}
+
+impl Held {
+    fn byte_len(&self) -> usize {
+        self.nr << self.mm.page_shift()
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY (of the arithmetic): `start` is inside the reservation.
+        unsafe { self.mm.base().add(self.start as usize) }
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<*mut u8, Errno> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.byte_len() => Ok(self.ptr().wrapping_add(offset)),
+            _ => Err(Errno::Fault),
+        }
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Errno> {
+        let src = self.check(offset, buf.len())?;
+        // SAFETY: the range lies in pages we hold a reference on, which are
+        // present and mapped until we release them; `buf` is a host buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&self, offset: usize, data: &[u8]) -> Result<(), Errno> {
+        if !self.req.write() {
+            return Err(Errno::Perm);
+        }
+        let dst = self.check(offset, data.len())?;
+        // SAFETY: as in `read`; the pages were taken with WRITE.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.nr == 0 {
+            return;
+        }
+        let mm = &*self.mm;
+        let (delta, set) = (self.req.delta(), if self.dirty { entry::DIRTY } else { 0 });
+        let pfn = self.start >> mm.page_shift();
+        // The last long-term pin of a page must munlock it, ordered with the
+        // next first long-term pin: take the lock for the whole release.
+        let guard = self.req.longterm().then(|| mm.lock());
+        // Release pairs with discard's Acquire freeze.
+        let released = mm.table.walk(pfn, self.nr as u64, |e| {
+            if set == 0 {
+                e.fetch_sub(delta, Ordering::Release);
+            } else {
+                e.fetch_or(set, Ordering::Relaxed);
+                e.fetch_sub(delta, Ordering::Release);
+            }
+            true
+        });
+        debug_assert_eq!(released, self.nr as u64, "a held page lost its table entry");
+        if let Some(g) = &guard {
+            longterm::unlock_unused(mm, g, pfn, self.nr as u64);
+            mm.stats.sub(Counter::Longterm, self.nr as u64);
+        }
+        let n = self.nr as u64;
+        if self.req.is_pin() {
+            mm.stats.add(Counter::PinReleased, n);
+        } else {
+            mm.stats.add(Counter::GetPut, n);
+        }
+        if self.dirty {
+            mm.stats.add(Counter::Dirtied, n);
+        }
+    }
+}
+
+macro_rules! common_accessors {
+    () => {
+        /// The address of the first page (page aligned).
+        pub fn start(&self) -> u64 {
+            self.0.start
+        }
+        /// Number of pages held; may be fewer than were asked for.
+        pub fn len(&self) -> usize {
+            self.0.nr
+        }
+        /// Whether no page is held (a call with `nr_pages == 0`).
+        pub fn is_empty(&self) -> bool {
+            self.0.nr == 0
+        }
+        /// Bytes held: `len() * page_size`.
+        pub fn byte_len(&self) -> usize {
+            self.0.byte_len()
+        }
+        /// The memory the pages belong to.
+        pub fn mm(&self) -> &Arc<Mm> {
+            &self.0.mm
+        }
+        /// The flags the pages were taken with (including the internal ones).
+        pub fn flags(&self) -> GupFlags {
+            self.0.req.flags()
+        }
+        /// Host address of the first byte. Valid for `byte_len()` bytes until
+        /// the pages are released; the guest may access the same bytes
+        /// concurrently, as with any DMA buffer.
+        pub fn as_ptr(&self) -> *const u8 {
+            self.0.ptr()
+        }
+        /// Host address for writing, if the pages were taken with `WRITE`
+        /// (`Perm` otherwise): the buffer to hand to `read(2)` or a device.
+        pub fn as_mut_ptr(&self) -> Result<*mut u8, Errno> {
+            if self.0.req.write() {
+                Ok(self.0.ptr())
+            } else {
+                Err(Errno::Perm)
+            }
+        }
+        /// Copies bytes at `offset` into `buf`; `Fault` past the held range.
+        pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Errno> {
+            self.0.read(offset, buf)
+        }
+        /// Copies `data` to `offset`; `Fault` past the held range, `Perm`
+        /// unless the pages were taken with `WRITE`.
+        pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Errno> {
+            self.0.write(offset, data)
+        }
+    };
+}
+
+/// Pages pinned with `FOLL_PIN` by a `pin_*` call.
+///
+/// While it lives, each page holds one pin: it stays present, cannot be
+/// discarded (`Busy`), and [`Mm::page_maybe_dma_pinned`] reports it. Release
+/// with [`unpin`](Self::unpin), [`unpin_dirty`](Self::unpin_dirty) or drop;
+/// a long-term pin's last release also unlocks and uncharges the page.
+#[must_use = "dropping PinnedPages unpins them at once"]
+pub struct PinnedPages(Held);
+
+/// Pages referenced with `FOLL_GET` by a `get_*` call. Release with
+/// [`put`](Self::put) or drop.
+#[must_use = "dropping GotPages puts them at once"]
+pub struct GotPages(Held);
+
+impl PinnedPages {
+    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
+        PinnedPages(Held { mm: mm.clone(), start, nr, req, dirty: false })
+    }
+
+    common_accessors!();
+
+    /// Whether this is a long-term pin (`FOLL_LONGTERM`).
+    pub fn is_longterm(&self) -> bool {
+        self.0.req.longterm()
+    }
+
+    /// Releases the pins (`unpin_user_pages`).
+    pub fn unpin(self) {}
+
+    /// Releases the pins, first marking every page dirty if `make_dirty`
+    /// (`unpin_user_pages_dirty_lock`): use it after a device or the host wrote
+    /// into the pages.
+    pub fn unpin_dirty(mut self, make_dirty: bool) {
+        self.0.dirty = make_dirty;
+    }
+}
+
+impl GotPages {
+    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
+        GotPages(Held { mm: mm.clone(), start, nr, req, dirty: false })
+    }
+
+    common_accessors!();
+
+    /// Releases the references (`put_page` on each page).
+    pub fn put(self) {}
+
+    /// Releases the references, first marking the pages dirty if `make_dirty`
+    /// (`set_page_dirty_lock` + `put_page`).
+    pub fn put_dirty(mut self, make_dirty: bool) {
+        self.0.dirty = make_dirty;
+    }
+}
+
+impl std::fmt::Debug for PinnedPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedPages")
+            .field("start", &self.start())
+            .field("len", &self.len())
+            .field("flags", &self.flags())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GotPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GotPages")
+            .field("start", &self.start())
+            .field("len", &self.len())
+            .field("flags", &self.flags())
+            .finish()
+    }
+}
