@@ -95,10 +95,11 @@ fn request(flags: GupFlags, extra: GupFlags, set: GupFlags) -> Result<Request, E
 }
 
 /// The common engine: validates the range, runs the fast path if asked, then
-/// the slow path on the rest; returns the first page and the count taken.
-fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Result<usize, Errno> {
+/// the slow path on the rest; returns the count taken and, if fewer than
+/// asked, the error that stopped the slow path.
+fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Result<(usize, Option<Errno>), Errno> {
     if nr_pages == 0 {
-        return Ok(0);
+        return Ok((0, None));
     }
     if start & (mm.page_size() - 1) != 0 {
         return Err(Errno::Inval);
@@ -109,6 +110,7 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
         .ok_or(Errno::Inval)?;
     let pfn = start >> mm.page_shift();
     let mut done = 0;
+    let mut stop = None;
     if fast {
         done = fast_path::take(mm, pfn, nr_pages, req);
         mm.stats.add(Counter::FastPages, done as u64);
@@ -123,7 +125,7 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
                 done += n;
             }
             Err(e) if done == 0 => return Err(e),
-            Err(_) => {}
+            Err(e) => stop = Some(e),
         }
     }
     let n = done as u64;
@@ -134,20 +136,27 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
     if req.0.contains(GupFlags::REMOTE) {
         mm.stats.add(Counter::Remote, n);
     }
-    Ok(done)
+    Ok((done, stop))
 }
 
 fn pin(mm: &Arc<Mm>, start: u64, nr: usize, flags: GupFlags, set: GupFlags, fast: bool) -> Result<PinnedPages, Errno> {
     let extra = set & GupFlags::REMOTE;
     let req = request(flags, extra, set | GupFlags::PIN)?;
-    let n = take(mm, start, nr, req, fast)?;
-    Ok(PinnedPages::new(mm, start, n, req))
+    let (n, stop) = take(mm, start, nr, req, fast)?;
+    let pages = PinnedPages::new(mm, start, n, req);
+    if stop == Some(Errno::NoMem) {
+        // Over the memlock limit is all or nothing, also when the fast path
+        // already took the pages that were locked: give those back.
+        drop(pages);
+        return Err(Errno::NoMem);
+    }
+    Ok(pages)
 }
 
 fn get(mm: &Arc<Mm>, start: u64, nr: usize, flags: GupFlags, set: GupFlags, fast: bool) -> Result<GotPages, Errno> {
     let extra = GupFlags::GET | (set & GupFlags::REMOTE);
     let req = request(flags, extra, set | GupFlags::GET)?;
-    let n = take(mm, start, nr, req, fast)?;
+    let (n, _) = take(mm, start, nr, req, fast)?;
     Ok(GotPages::new(mm, start, n, req))
 }
 

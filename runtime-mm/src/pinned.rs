@@ -157,6 +157,13 @@ macro_rules! common_accessors {
 /// discarded (`Busy`), and [`Mm::page_maybe_dma_pinned`] reports it. Release
 /// with [`unpin`](Self::unpin), [`unpin_dirty`](Self::unpin_dirty) or drop;
 /// a long-term pin's last release also unlocks and uncharges the page.
+///
+/// Releasing a pin through the get path does not compile:
+///
+/// ```compile_fail
+/// # let mm = runtime_mm::Mm::new(Default::default()).unwrap();
+/// runtime_mm::gup::pin_user_pages(&mm, 0, 0, runtime_mm::GupFlags::empty()).unwrap().put();
+/// ```
 #[must_use = "dropping PinnedPages unpins them at once"]
 pub struct PinnedPages(Held);
 

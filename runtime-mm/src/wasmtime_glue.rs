@@ -30,6 +30,7 @@ pub struct PinMemoryCreator {
     id: usize,
     memlock_limit_bytes: u64,
     registry: Arc<Registry>,
+    created: AtomicUsize,
 }
 
 /// Live memories by base address.
@@ -61,6 +62,7 @@ impl PinMemoryCreator {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             memlock_limit_bytes: bytes,
             registry: Arc::new(Mutex::new(HashMap::new())),
+            created: AtomicUsize::new(0),
         })
     }
 
@@ -118,6 +120,11 @@ impl PinMemoryCreator {
         let mms = CAPTURES.with(|c| std::mem::take(&mut c.borrow_mut()[depth].1));
         drop(scope);
         (r, mms)
+    }
+
+    /// Number of memories this creator has made so far.
+    pub fn memories_created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
     }
 
     /// Number of wasm memories made by this creator that are still alive.
@@ -187,6 +194,7 @@ unsafe impl MemoryCreator for PinMemoryCreator {
             memlock_limit_bytes: self.memlock_limit_bytes,
         })
         .map_err(|e| format!("cannot create linear memory of {minimum} bytes: {e}"))?;
+        self.created.fetch_add(1, Ordering::Relaxed);
         lock(&self.registry).insert(mm.base() as usize, Arc::downgrade(&mm));
         CAPTURES.with(|c| {
             if let Some((_, mms)) = c.borrow_mut().iter_mut().rev().find(|(id, _)| *id == self.id) {
