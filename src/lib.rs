@@ -1,1 +1,10 @@
-//! placeholder
+//! wasm-pin: the Linux kernel's `pin_user_pages*()` model for WebAssembly
+//! linear memory under wasmtime.
+//!
+//! - [`runtime_mm`]: the pinnable linear memory (`Mm`), its GUP API and the
+//!   wasmtime `MemoryCreator`.
+//! - [`host_api`]: the pin imports for guests (WIT and core-module ABI).
+#![warn(missing_docs)]
+
+pub use host_api;
+pub use runtime_mm;

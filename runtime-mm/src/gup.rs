@@ -129,7 +129,14 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
         }
     }
     let n = done as u64;
-    mm.stats.add(if req.is_pin() { Counter::PinAcquired } else { Counter::GetTaken }, n);
+    mm.stats.add(
+        if req.is_pin() {
+            Counter::PinAcquired
+        } else {
+            Counter::GetTaken
+        },
+        n,
+    );
     if req.longterm() {
         mm.stats.add(Counter::Longterm, n);
     }
@@ -228,7 +235,12 @@ pub fn pin_longterm_pages(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: GupF
 /// long-term pin of a page needs `mlock` and goes to the locked path.
 ///
 /// Intended for Case 2 on hot paths. Release as for [`pin_user_pages`].
-pub fn pin_longterm_pages_fast(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: GupFlags) -> Result<PinnedPages, Errno> {
+pub fn pin_longterm_pages_fast(
+    mm: &Arc<Mm>,
+    start: u64,
+    nr_pages: usize,
+    flags: GupFlags,
+) -> Result<PinnedPages, Errno> {
     pin(mm, start, nr_pages, flags, GupFlags::LONGTERM, true)
 }
 
@@ -239,7 +251,12 @@ pub fn pin_longterm_pages_fast(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags:
 /// `FAULT_FLAG_ALLOW_RETRY`); linear memory is anonymous, so here it is a
 /// real long-term pin, locked and charged against the target memory's
 /// memlock limit. Intended for Case 2. Release as for [`pin_user_pages`].
-pub fn pin_longterm_pages_remote(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: GupFlags) -> Result<PinnedPages, Errno> {
+pub fn pin_longterm_pages_remote(
+    mm: &Arc<Mm>,
+    start: u64,
+    nr_pages: usize,
+    flags: GupFlags,
+) -> Result<PinnedPages, Errno> {
     pin(mm, start, nr_pages, flags, GupFlags::LONGTERM | GupFlags::REMOTE, false)
 }
 

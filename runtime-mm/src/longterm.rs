@@ -23,7 +23,10 @@ use crate::{mm::Inner, Errno, Mm};
 fn unlocked_runs(mm: &Mm, pfn: u64, n: u64) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for p in pfn..pfn + n {
-        let lt = mm.table.get(p).map_or(0, |e| entry::longterm(e.load(Ordering::Acquire)));
+        let lt = mm
+            .table
+            .get(p)
+            .map_or(0, |e| entry::longterm(e.load(Ordering::Acquire)));
         if lt != 0 {
             continue;
         }

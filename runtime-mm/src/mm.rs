@@ -354,7 +354,13 @@ impl Mm {
         let ptr = unsafe { self.base().add((pfn << shift) as usize) };
         // SAFETY: committed range of this memory; MADV_POPULATE_WRITE only
         // faults pages in, it never changes their contents.
-        let populated = unsafe { rustix::mm::madvise(ptr.cast(), (n << shift) as usize, rustix::mm::Advice::LinuxPopulateWrite) };
+        let populated = unsafe {
+            rustix::mm::madvise(
+                ptr.cast(),
+                (n << shift) as usize,
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
         if populated.is_err() {
             // Kernels before 5.14: touch each page with an atomic no-op add,
             // which faults it in for write without racing a concurrent writer.

@@ -186,7 +186,9 @@ impl PageTable {
             return None;
         }
         let (r, m, i) = Self::split(pfn);
-        let mid = install(&self.root[r], || Mid(std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut()))));
+        let mid = install(&self.root[r], || {
+            Mid(std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())))
+        });
         let leaf = install(&mid.0[m], || Leaf(std::array::from_fn(|_| AtomicU64::new(0))));
         Some(&leaf.0[i])
     }

@@ -174,7 +174,13 @@ pub struct GotPages(Held);
 
 impl PinnedPages {
     pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
-        PinnedPages(Held { mm: mm.clone(), start, nr, req, dirty: false })
+        PinnedPages(Held {
+            mm: mm.clone(),
+            start,
+            nr,
+            req,
+            dirty: false,
+        })
     }
 
     common_accessors!();
@@ -197,7 +203,13 @@ impl PinnedPages {
 
 impl GotPages {
     pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
-        GotPages(Held { mm: mm.clone(), start, nr, req, dirty: false })
+        GotPages(Held {
+            mm: mm.clone(),
+            start,
+            nr,
+            req,
+            dirty: false,
+        })
     }
 
     common_accessors!();

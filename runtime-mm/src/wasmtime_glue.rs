@@ -166,7 +166,10 @@ impl Drop for MmMemory {
         if let Some(registry) = self.registry.upgrade() {
             let mut reg = lock(&registry);
             let key = self.mm.base() as usize;
-            if reg.get(&key).is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.mm))) {
+            if reg
+                .get(&key)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.mm)))
+            {
                 reg.remove(&key);
             }
         }

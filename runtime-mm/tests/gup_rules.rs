@@ -7,7 +7,12 @@ use std::sync::Arc;
 const PAGE: u64 = 4096;
 
 fn mm(pages: u64) -> Arc<Mm> {
-    Mm::new(MmConfig { initial_bytes: pages * PAGE, reservation_bytes: 1 << 30, ..Default::default() }).unwrap()
+    Mm::new(MmConfig {
+        initial_bytes: pages * PAGE,
+        reservation_bytes: 1 << 30,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 type PinFn = fn(&Arc<Mm>, u64, usize, GupFlags) -> Result<PinnedPages, Errno>;
@@ -36,8 +41,17 @@ fn page_size_is_host_page() {
 fn internal_flags_are_refused_and_nothing_is_taken() {
     let m = mm(8);
     for (name, f) in PINS {
-        for bad in [GupFlags::PIN, GupFlags::LONGTERM, GupFlags::GET, GupFlags::from_bits_retain(0x8000_0000)] {
-            assert_eq!(f(&m, 0, 4, bad | GupFlags::WRITE).unwrap_err(), Errno::Inval, "{name} {bad:?}");
+        for bad in [
+            GupFlags::PIN,
+            GupFlags::LONGTERM,
+            GupFlags::GET,
+            GupFlags::from_bits_retain(0x8000_0000),
+        ] {
+            assert_eq!(
+                f(&m, 0, 4, bad | GupFlags::WRITE).unwrap_err(),
+                Errno::Inval,
+                "{name} {bad:?}"
+            );
         }
     }
     for (name, f) in GETS {
@@ -62,7 +76,10 @@ fn internal_flags_are_refused_and_nothing_is_taken() {
 fn pin_and_get_set_their_own_internal_bits() {
     let m = mm(4);
     let p = pin_longterm_pages_remote(&m, 0, 1, GupFlags::WRITE).unwrap();
-    assert_eq!(p.flags(), GupFlags::PIN | GupFlags::LONGTERM | GupFlags::REMOTE | GupFlags::WRITE);
+    assert_eq!(
+        p.flags(),
+        GupFlags::PIN | GupFlags::LONGTERM | GupFlags::REMOTE | GupFlags::WRITE
+    );
     let g = get_user_pages_fast(&m, 0, 1, GupFlags::empty()).unwrap();
     assert_eq!(g.flags(), GupFlags::GET);
     let st = m.page_state(0).unwrap();
@@ -99,18 +116,50 @@ fn partial_counts_stop_at_the_end_of_memory() {
 fn bad_ranges_are_fault_or_inval() {
     let m = mm(4);
     for (name, f) in PINS {
-        assert_eq!(f(&m, 4 * PAGE, 1, GupFlags::empty()).unwrap_err(), Errno::Fault, "{name} at end");
-        assert_eq!(f(&m, 1 << 40, 1, GupFlags::empty()).unwrap_err(), Errno::Fault, "{name} far");
-        assert_eq!(f(&m, 1, 1, GupFlags::empty()).unwrap_err(), Errno::Inval, "{name} unaligned");
-        assert_eq!(f(&m, u64::MAX - PAGE + 1, 2, GupFlags::empty()).unwrap_err(), Errno::Inval, "{name} wraps");
-        assert_eq!(f(&m, 0, usize::MAX, GupFlags::empty()).unwrap_err(), Errno::Inval, "{name} huge");
+        assert_eq!(
+            f(&m, 4 * PAGE, 1, GupFlags::empty()).unwrap_err(),
+            Errno::Fault,
+            "{name} at end"
+        );
+        assert_eq!(
+            f(&m, 1 << 40, 1, GupFlags::empty()).unwrap_err(),
+            Errno::Fault,
+            "{name} far"
+        );
+        assert_eq!(
+            f(&m, 1, 1, GupFlags::empty()).unwrap_err(),
+            Errno::Inval,
+            "{name} unaligned"
+        );
+        assert_eq!(
+            f(&m, u64::MAX - PAGE + 1, 2, GupFlags::empty()).unwrap_err(),
+            Errno::Inval,
+            "{name} wraps"
+        );
+        assert_eq!(
+            f(&m, 0, usize::MAX, GupFlags::empty()).unwrap_err(),
+            Errno::Inval,
+            "{name} huge"
+        );
     }
     for (name, f) in GETS {
-        assert_eq!(f(&m, 4 * PAGE, 1, GupFlags::empty()).unwrap_err(), Errno::Fault, "{name}");
+        assert_eq!(
+            f(&m, 4 * PAGE, 1, GupFlags::empty()).unwrap_err(),
+            Errno::Fault,
+            "{name}"
+        );
         assert_eq!(f(&m, 100, 1, GupFlags::empty()).unwrap_err(), Errno::Inval, "{name}");
     }
     let s = m.stats();
-    assert_eq!((s.foll_pin_acquired, s.foll_get_taken, s.fast_path_pages, s.slow_path_pages), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            s.foll_pin_acquired,
+            s.foll_get_taken,
+            s.fast_path_pages,
+            s.slow_path_pages
+        ),
+        (0, 0, 0, 0)
+    );
 }
 
 #[test]
@@ -123,7 +172,10 @@ fn pins_and_gets_are_counted_apart() {
         let s = m.page_state(a).unwrap();
         (s.pins, s.gets)
     };
-    assert_eq!([counts(0), counts(PAGE), counts(2 * PAGE), counts(3 * PAGE)], [(1, 1), (2, 1), (1, 1), (0, 0)]);
+    assert_eq!(
+        [counts(0), counts(PAGE), counts(2 * PAGE), counts(3 * PAGE)],
+        [(1, 1), (2, 1), (1, 1), (0, 0)]
+    );
     g.put();
     assert!(m.page_maybe_dma_pinned(0));
     assert_eq!(counts(0), (1, 0));
@@ -135,7 +187,15 @@ fn pins_and_gets_are_counted_apart() {
     assert!(!m.page_maybe_dma_pinned(0));
     drop(g);
     let s = m.stats();
-    assert_eq!((s.foll_pin_acquired, s.foll_pin_released, s.foll_get_taken, s.foll_get_put), (4, 4, 4, 4));
+    assert_eq!(
+        (
+            s.foll_pin_acquired,
+            s.foll_pin_released,
+            s.foll_get_taken,
+            s.foll_get_put
+        ),
+        (4, 4, 4, 4)
+    );
 }
 
 #[test]
@@ -147,9 +207,13 @@ fn dirty_release_marks_pages_dirty() {
     assert!(m.page_state(0).unwrap().dirty && m.page_state(PAGE).unwrap().dirty);
     assert!(m.test_and_clear_dirty(0));
     assert!(!m.test_and_clear_dirty(0));
-    pin_user_pages(&m, 2 * PAGE, 1, GupFlags::WRITE).unwrap().unpin_dirty(false);
+    pin_user_pages(&m, 2 * PAGE, 1, GupFlags::WRITE)
+        .unwrap()
+        .unpin_dirty(false);
     assert!(!m.page_state(2 * PAGE).unwrap().dirty);
-    get_user_pages(&m, 3 * PAGE, 1, GupFlags::WRITE).unwrap().put_dirty(true);
+    get_user_pages(&m, 3 * PAGE, 1, GupFlags::WRITE)
+        .unwrap()
+        .put_dirty(true);
     assert!(m.page_state(3 * PAGE).unwrap().dirty);
     assert_eq!(m.stats().dirtied_pages, 3);
 }
@@ -185,7 +249,12 @@ fn remote_pins_are_counted_as_remote() {
 
 #[test]
 fn longterm_pins_are_charged_once_per_page_and_refused_past_the_limit() {
-    let m = Mm::new(MmConfig { initial_bytes: 16 * PAGE, memlock_limit_bytes: 4 * PAGE, ..Default::default() }).unwrap();
+    let m = Mm::new(MmConfig {
+        initial_bytes: 16 * PAGE,
+        memlock_limit_bytes: 4 * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
     let a = pin_longterm_pages(&m, 0, 3, GupFlags::WRITE).unwrap();
     // Overlapping long-term pins share the charge; the fast path takes pages
     // that are already locked without the lock.
@@ -194,9 +263,19 @@ fn longterm_pins_are_charged_once_per_page_and_refused_past_the_limit() {
     assert_eq!(m.stats().fast_path_pages - before, 3);
     assert_eq!(m.stats().locked_bytes, 3 * PAGE);
     // Two new pages would need 5 pages of memlock: refused, nothing taken.
-    assert_eq!(pin_longterm_pages(&m, 2 * PAGE, 3, GupFlags::empty()).unwrap_err(), Errno::NoMem);
-    assert_eq!(pin_longterm_pages_fast(&m, 2 * PAGE, 3, GupFlags::empty()).unwrap_err(), Errno::NoMem);
-    assert_eq!(m.page_state(2 * PAGE).unwrap().longterm, 2, "the fast part was given back");
+    assert_eq!(
+        pin_longterm_pages(&m, 2 * PAGE, 3, GupFlags::empty()).unwrap_err(),
+        Errno::NoMem
+    );
+    assert_eq!(
+        pin_longterm_pages_fast(&m, 2 * PAGE, 3, GupFlags::empty()).unwrap_err(),
+        Errno::NoMem
+    );
+    assert_eq!(
+        m.page_state(2 * PAGE).unwrap().longterm,
+        2,
+        "the fast part was given back"
+    );
     assert_eq!(m.page_state(3 * PAGE).unwrap().pins, 0);
     let c = pin_longterm_pages(&m, 3 * PAGE, 1, GupFlags::empty()).unwrap();
     assert_eq!(m.stats().locked_bytes, 4 * PAGE);
@@ -210,12 +289,19 @@ fn longterm_pins_are_charged_once_per_page_and_refused_past_the_limit() {
     assert_eq!(m.stats().locked_bytes, PAGE);
     drop((c, d));
     let s = m.stats();
-    assert_eq!((s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()), (0, 0, 0));
+    assert_eq!(
+        (s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()),
+        (0, 0, 0)
+    );
 }
 
 #[test]
 fn longterm_pages_are_locked_resident() {
-    let m = Mm::new(MmConfig { initial_bytes: 64 * PAGE, ..Default::default() }).unwrap();
+    let m = Mm::new(MmConfig {
+        initial_bytes: 64 * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
     let p = pin_longterm_pages(&m, 8 * PAGE, 4, GupFlags::WRITE).unwrap();
     let vm_lck = || -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -266,7 +352,10 @@ fn fast_path_takes_present_pages_and_falls_back_for_the_rest() {
     let s0 = m.stats();
     let a = pin_user_pages_fast(&m, 0, 8, GupFlags::WRITE).unwrap();
     let s1 = m.stats();
-    assert_eq!((s1.fast_path_pages, s1.slow_path_pages, s1.fast_fallbacks), (s0.fast_path_pages, 8, 1));
+    assert_eq!(
+        (s1.fast_path_pages, s1.slow_path_pages, s1.fast_fallbacks),
+        (s0.fast_path_pages, 8, 1)
+    );
     drop(a);
     // Pages 0..8 are present now; 8..16 are not.
     let b = pin_user_pages_fast(&m, 0, 16, GupFlags::WRITE).unwrap();
@@ -286,7 +375,10 @@ fn fast_path_takes_present_pages_and_falls_back_for_the_rest() {
 #[test]
 fn nowait_never_faults_in() {
     let m = mm(8);
-    assert_eq!(pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap_err(), Errno::Again);
+    assert_eq!(
+        pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap_err(),
+        Errno::Again
+    );
     assert_eq!(pin_user_pages(&m, 0, 4, GupFlags::NOWAIT).unwrap_err(), Errno::Again);
     drop(pin_user_pages(&m, 0, 2, GupFlags::empty()).unwrap());
     assert_eq!(pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap().len(), 2);
@@ -321,7 +413,10 @@ fn counters_refuse_to_overflow() {
     assert_eq!(m.page_state(0).unwrap().longterm, 65535);
     // A range whose first page is full takes nothing; whose later page is full
     // stops there (partial count).
-    assert_eq!(pin_longterm_pages(&m, 0, 2, GupFlags::empty()).unwrap_err(), Errno::Overflow);
+    assert_eq!(
+        pin_longterm_pages(&m, 0, 2, GupFlags::empty()).unwrap_err(),
+        Errno::Overflow
+    );
     drop(held);
     assert_eq!(m.stats().locked_bytes, 0);
 
@@ -363,7 +458,10 @@ fn growth_commits_zeroed_pages_and_never_moves() {
     .unwrap();
     let base = m.base();
     assert_eq!(m.len(), PAGE);
-    assert_eq!(pin_user_pages(&m, PAGE, 1, GupFlags::empty()).unwrap_err(), Errno::Fault);
+    assert_eq!(
+        pin_user_pages(&m, PAGE, 1, GupFlags::empty()).unwrap_err(),
+        Errno::Fault
+    );
     m.grow_to(8 * PAGE).unwrap();
     assert_eq!((m.len(), m.base()), (8 * PAGE, base));
     let mut b = vec![1u8; 7 * 4096];
@@ -374,19 +472,50 @@ fn growth_commits_zeroed_pages_and_never_moves() {
     assert_eq!(m.read(8 * PAGE - 1, &mut [0; 2]), Err(Errno::Fault));
     assert_eq!(m.write(u64::MAX, &[0]), Err(Errno::Fault));
     // Past the reservation (no maximum): fails instead of relocating.
-    let n = Mm::new(MmConfig { reservation_bytes: 4 * PAGE, ..Default::default() }).unwrap();
+    let n = Mm::new(MmConfig {
+        reservation_bytes: 4 * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(n.grow_to(5 * PAGE), Err(Errno::NoMem));
     n.grow_to(4 * PAGE).unwrap();
     // Bad configs.
-    assert_eq!(Mm::new(MmConfig { initial_bytes: 2 * PAGE, maximum_bytes: Some(PAGE), ..Default::default() }).unwrap_err(), Errno::Inval);
-    assert_eq!(Mm::new(MmConfig { initial_bytes: 8 * PAGE, reservation_bytes: PAGE, ..Default::default() }).unwrap_err(), Errno::NoMem);
-    assert_eq!(Mm::new(MmConfig { reservation_bytes: u64::MAX, ..Default::default() }).unwrap_err(), Errno::NoMem);
+    assert_eq!(
+        Mm::new(MmConfig {
+            initial_bytes: 2 * PAGE,
+            maximum_bytes: Some(PAGE),
+            ..Default::default()
+        })
+        .unwrap_err(),
+        Errno::Inval
+    );
+    assert_eq!(
+        Mm::new(MmConfig {
+            initial_bytes: 8 * PAGE,
+            reservation_bytes: PAGE,
+            ..Default::default()
+        })
+        .unwrap_err(),
+        Errno::NoMem
+    );
+    assert_eq!(
+        Mm::new(MmConfig {
+            reservation_bytes: u64::MAX,
+            ..Default::default()
+        })
+        .unwrap_err(),
+        Errno::NoMem
+    );
 }
 
 #[test]
 fn sparse_reservation_has_a_small_page_table() {
     // 4 GiB reservation, 1 MiB used and pinned.
-    let m = Mm::new(MmConfig { initial_bytes: 1 << 20, ..Default::default() }).unwrap();
+    let m = Mm::new(MmConfig {
+        initial_bytes: 1 << 20,
+        ..Default::default()
+    })
+    .unwrap();
     drop(pin_user_pages(&m, 0, 256, GupFlags::empty()).unwrap());
     assert!(m.page_table_bytes() < 32 * 1024, "{} bytes", m.page_table_bytes());
 }

@@ -136,7 +136,13 @@ fn run_present(cmd: Cmd, per_call: usize) {
     let before = mm.stats();
     let mut held = Vec::new();
     for start in (0..NR_PAGES).step_by(per_call) {
-        held.push(take(&mm, cmd, (start * PAGE) as u64, per_call.min(NR_PAGES - start), GupFlags::WRITE));
+        held.push(take(
+            &mm,
+            cmd,
+            (start * PAGE) as u64,
+            per_call.min(NR_PAGES - start),
+            GupFlags::WRITE,
+        ));
     }
     let after = mm.stats();
     assert_eq!(after.fast_path_pages - before.fast_path_pages, NR_PAGES as u64);

@@ -124,9 +124,15 @@ fn longterm_pins_race_the_memlock_limit() {
         let (a, b) = (spawn(0), spawn(1));
         let (a, b) = (a.join().unwrap(), b.join().unwrap());
         // Exactly one wins; the pins were dropped at the end of each thread.
-        assert!(matches!((a, b), (Ok(1), Err(Errno::NoMem)) | (Err(Errno::NoMem), Ok(1)) | (Ok(1), Ok(1))));
+        assert!(matches!(
+            (a, b),
+            (Ok(1), Err(Errno::NoMem)) | (Err(Errno::NoMem), Ok(1)) | (Ok(1), Ok(1))
+        ));
         let s = mm.stats();
-        assert_eq!((s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()), (0, 0, 0));
+        assert_eq!(
+            (s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()),
+            (0, 0, 0)
+        );
     });
 }
 
@@ -163,6 +169,12 @@ fn fast_pins_race_each_other_and_a_get() {
         let st = mm.page_state(PAGE).unwrap();
         assert_eq!((st.pins, st.gets), (2, 1));
         drop((a, b, g));
-        assert_eq!(mm.page_state(PAGE).unwrap(), runtime_mm::PageState { present: true, ..Default::default() });
+        assert_eq!(
+            mm.page_state(PAGE).unwrap(),
+            runtime_mm::PageState {
+                present: true,
+                ..Default::default()
+            }
+        );
     });
 }

@@ -1,0 +1,199 @@
+//! wasmtime runs core modules and components on `Mm`, and the embedder finds
+//! the `Arc<Mm>` behind an instance's memory.
+
+use runtime_mm::{gup, GupFlags, PinMemoryCreator};
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{Config, Engine, Instance, Module, Store};
+
+fn engine(creator: &Arc<PinMemoryCreator>) -> Engine {
+    let mut config = Config::new();
+    config.wasm_threads(true).shared_memory(true);
+    creator.install(&mut config);
+    Engine::new(&config).unwrap()
+}
+
+const CORE: &str = r#"
+(module
+  (memory (export "memory") 1 4)
+  (data (i32.const 16) "seeded")
+  (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+  (func (export "store") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
+"#;
+
+#[test]
+fn core_module_runs_on_mm() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(&engine, CORE).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let mm = creator.mm_of_memory(&store, &memory).expect("memory is an Mm");
+    assert_eq!(mm.base(), memory.data_ptr(&store));
+    // Data segments landed in our memory (memory_init_cow is off).
+    let mut b = [0u8; 6];
+    mm.read(16, &mut b).unwrap();
+    assert_eq!(&b, b"seeded");
+    // The guest's stores are visible through a pin, and the host's writes to
+    // the guest.
+    let store_fn = instance.get_typed_func::<(i32, i32), ()>(&mut store, "store").unwrap();
+    let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+    store_fn.call(&mut store, (100, 77)).unwrap();
+    let p = gup::pin_user_pages_fast(&mm, 0, 1, GupFlags::WRITE).unwrap();
+    let mut x = [0u8];
+    p.read(100, &mut x).unwrap();
+    assert_eq!(x[0], 77);
+    p.write(101, &[88]).unwrap();
+    assert_eq!(load.call(&mut store, 101).unwrap(), 88);
+    drop(p);
+    // memory.grow goes through Mm::grow_to; the base never moves.
+    let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    assert_eq!(grow.call(&mut store, 3).unwrap(), 1);
+    assert_eq!(mm.len(), 4 * 65536);
+    assert_eq!(grow.call(&mut store, 1).unwrap(), -1, "past the maximum");
+    assert_eq!(memory.data_ptr(&store), mm.base());
+    // A pin past the old size works now.
+    assert_eq!(
+        gup::pin_user_pages(&mm, 3 * 65536, 16, GupFlags::empty())
+            .unwrap()
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn store_drop_with_pins_outstanding_keeps_the_mapping() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(&engine, CORE).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    let base = mm.base();
+    let p = gup::pin_longterm_pages(&mm, 0, 16, GupFlags::WRITE).unwrap();
+    let weak = Arc::downgrade(&mm);
+    drop(mm);
+    drop(store);
+    // The wasm memory is gone from the registry, but the mapping lives on.
+    assert!(creator.mm_for_base(base).is_none());
+    assert_eq!(creator.live_memories(), 0);
+    assert!(weak.upgrade().is_some());
+    let mut b = [0u8; 6];
+    p.read(16, &mut b).unwrap();
+    assert_eq!(&b, b"seeded");
+    p.write(0, b"still mapped").unwrap();
+    drop(p);
+    assert!(weak.upgrade().is_none(), "the last pin unmaps");
+}
+
+#[test]
+fn component_memory_is_found_by_capture() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let component = Component::new(
+        &engine,
+        r#"(component
+            (core module $m
+              (memory (export "memory") 1)
+              (func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0))))
+            (core instance $i (instantiate $m))
+            (func (export "peek") (param "addr" u32) (result u32) (canon lift (core func $i "peek"))))"#,
+    )
+    .unwrap();
+    let linker = ComponentLinker::<()>::new(&engine);
+    let mut store = Store::new(&engine, ());
+    let (instance, mms) = creator.capture(|| linker.instantiate(&mut store, &component));
+    let instance = instance.unwrap();
+    assert_eq!(mms.len(), 1);
+    mms[0].write(40, &[123]).unwrap();
+    let peek = instance.get_typed_func::<(u32,), (u32,)>(&mut store, "peek").unwrap();
+    assert_eq!(peek.call(&mut store, (40,)).unwrap().0, 123);
+}
+
+#[test]
+fn concurrent_instantiation_attributes_each_memory_to_its_store() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(&engine, CORE).unwrap();
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let (creator, engine, module) = (creator.clone(), engine.clone(), module.clone());
+            std::thread::spawn(move || {
+                for round in 0..25u8 {
+                    let mut store = Store::new(&engine, ());
+                    let (instance, mms) = creator.capture(|| Instance::new(&mut store, &module, &[]));
+                    let instance = instance.unwrap();
+                    assert_eq!(mms.len(), 1);
+                    let memory = instance.get_memory(&mut store, "memory").unwrap();
+                    assert_eq!(mms[0].base(), memory.data_ptr(&store), "thread {t} round {round}");
+                    let store_fn = instance.get_typed_func::<(i32, i32), ()>(&mut store, "store").unwrap();
+                    store_fn.call(&mut store, (8, (t * 50 + round) as i32)).unwrap();
+                    let mut b = [0u8];
+                    mms[0].read(8, &mut b).unwrap();
+                    assert_eq!(b[0], t * 50 + round);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(creator.memories_created(), 100);
+    assert_eq!(creator.live_memories(), 0);
+}
+
+#[test]
+fn shared_memory_runs_on_mm() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(
+        &engine,
+        r#"(module
+            (memory (export "memory") 1 8 shared)
+            (func (export "add") (param i32 i32) (result i32)
+              (i32.atomic.rmw.add (local.get 0) (local.get 1)))
+            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let shared = instance.get_shared_memory(&mut store, "memory").unwrap();
+    let mm = creator.mm_of_shared_memory(&shared).expect("shared memory is an Mm");
+    let pinned = gup::pin_user_pages_fast(&mm, 0, 1, GupFlags::WRITE).unwrap();
+    // Other threads with their own stores run atomics on the same memory
+    // while the host holds a pin on it.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (engine, module, shared) = (engine.clone(), module.clone(), shared.clone());
+            std::thread::spawn(move || {
+                let mut store = Store::new(&engine, ());
+                let m = Module::new(
+                    &engine,
+                    r#"(module (import "env" "memory" (memory 1 8 shared))
+                        (func (export "add") (param i32 i32) (result i32)
+                          (i32.atomic.rmw.add (local.get 0) (local.get 1))))"#,
+                )
+                .unwrap();
+                drop(module);
+                let i = Instance::new(&mut store, &m, &[shared.into()]).unwrap();
+                let add = i.get_typed_func::<(i32, i32), i32>(&mut store, "add").unwrap();
+                for _ in 0..1000 {
+                    add.call(&mut store, (64, 1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    assert_eq!(grow.call(&mut store, 2).unwrap(), 1);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut b = [0u8; 4];
+    pinned.read(64, &mut b).unwrap();
+    assert_eq!(u32::from_le_bytes(b), 3000);
+    assert_eq!(mm.len(), 3 * 65536);
+    assert_eq!(shared.data().as_ptr().cast::<u8>(), mm.base().cast_const());
+}
