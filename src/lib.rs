@@ -8,3 +8,8 @@
 
 pub use host_api;
 pub use runtime_mm;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

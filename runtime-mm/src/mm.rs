@@ -134,6 +134,11 @@ impl Mm {
         Ok(Arc::new(mm))
     }
 
+    /// The host page size, which every `Mm` pins at.
+    pub fn host_page_size() -> u64 {
+        region::page::size() as u64
+    }
+
     /// Host page size: the granularity of pins (4 KiB on x86-64).
     pub fn page_size(&self) -> u64 {
         1 << self.page_shift

@@ -60,25 +60,34 @@ impl Held {
     }
 }
 
+impl Held {
+    fn mark_dirty(&self) {
+        let pfn = self.start >> self.mm.page_shift();
+        self.mm.table.walk(pfn, self.nr as u64, |e| {
+            e.fetch_or(entry::DIRTY, Ordering::Relaxed);
+            true
+        });
+        self.mm.stats.add(Counter::Dirtied, self.nr as u64);
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if self.nr == 0 {
             return;
         }
         let mm = &*self.mm;
-        let (delta, set) = (self.req.delta(), if self.dirty { entry::DIRTY } else { 0 });
+        let delta = self.req.delta();
         let pfn = self.start >> mm.page_shift();
         // The last long-term pin of a page must munlock it, ordered with the
         // next first long-term pin: take the lock for the whole release.
         let guard = self.req.longterm().then(|| mm.lock());
         // Release pairs with discard's Acquire freeze.
+        if self.dirty {
+            self.mark_dirty();
+        }
         let released = mm.table.walk(pfn, self.nr as u64, |e| {
-            if set == 0 {
-                e.fetch_sub(delta, Ordering::Release);
-            } else {
-                e.fetch_or(set, Ordering::Relaxed);
-                e.fetch_sub(delta, Ordering::Release);
-            }
+            e.fetch_sub(delta, Ordering::Release);
             true
         });
         debug_assert_eq!(released, self.nr as u64, "a held page lost its table entry");
@@ -91,9 +100,6 @@ impl Drop for Held {
             mm.stats.add(Counter::PinReleased, n);
         } else {
             mm.stats.add(Counter::GetPut, n);
-        }
-        if self.dirty {
-            mm.stats.add(Counter::Dirtied, n);
         }
     }
 }
@@ -188,6 +194,13 @@ impl PinnedPages {
     /// Whether this is a long-term pin (`FOLL_LONGTERM`).
     pub fn is_longterm(&self) -> bool {
         self.0.req.longterm()
+    }
+
+    /// Marks every page dirty now, while the pins are still held
+    /// (`set_page_dirty`): for a holder that shares the pin and cannot consume
+    /// it, such as I/O still in flight.
+    pub fn mark_dirty(&self) {
+        self.0.mark_dirty();
     }
 
     /// Releases the pins (`unpin_user_pages`).

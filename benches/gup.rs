@@ -1,0 +1,123 @@
+//! GUP microbenchmarks (issue: benchmarks, parts a and b).
+//!
+//! - `pin_unpin/<pages>/<read|write>`: one pin+unpin call pair on present
+//!   pages: `pin_user_pages_fast` vs `pin_user_pages` (slow path) vs
+//!   `get_user_pages_fast`+put vs a page table behind one `Mutex`.
+//!   Throughput is in pages, so criterion prints time per page.
+//! - `scaling/<threads>/<disjoint|overlap>`: threads pinning 16-page ranges
+//!   of one shared memory, lock-free fast path vs the mutex baseline.
+
+mod mutex_baseline;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mutex_baseline::MutexTable;
+use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const PAGE: u64 = 4096;
+
+fn present_mm(pages: u64) -> Arc<Mm> {
+    let mm = Mm::new(MmConfig {
+        initial_bytes: pages * PAGE,
+        reservation_bytes: (pages + 1) * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
+    drop(gup::pin_user_pages(&mm, 0, pages as usize, GupFlags::WRITE).unwrap());
+    mm
+}
+
+fn pin_unpin(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pin_unpin");
+    for pages in [1usize, 123, 512, 262_144] {
+        let mm = present_mm(pages as u64);
+        let table = MutexTable::new(pages);
+        if pages >= 262_144 {
+            g.sample_size(10).measurement_time(Duration::from_secs(3));
+        }
+        g.throughput(Throughput::Elements(pages as u64));
+        for (mode, flags) in [("read", GupFlags::empty()), ("write", GupFlags::WRITE)] {
+            let id = |name: &str| BenchmarkId::new(name, format!("{pages}/{mode}"));
+            g.bench_function(id("pin_user_pages_fast"), |b| {
+                b.iter(|| {
+                    gup::pin_user_pages_fast(&mm, 0, black_box(pages), flags)
+                        .unwrap()
+                        .unpin()
+                })
+            });
+            g.bench_function(id("pin_user_pages"), |b| {
+                b.iter(|| gup::pin_user_pages(&mm, 0, black_box(pages), flags).unwrap().unpin())
+            });
+            g.bench_function(id("get_user_pages_fast"), |b| {
+                b.iter(|| gup::get_user_pages_fast(&mm, 0, black_box(pages), flags).unwrap().put())
+            });
+            g.bench_function(id("mutex_baseline"), |b| {
+                b.iter(|| {
+                    let n = table.pin(0, black_box(pages));
+                    table.unpin(0, n);
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Runs `iters` pin+unpin pairs on each of `threads` threads at once and
+/// returns the wall time.
+fn parallel(threads: usize, iters: u64, f: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, f) = (&barrier, &f);
+            s.spawn(move || {
+                barrier.wait();
+                for _ in 0..iters {
+                    f(t);
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn scaling(c: &mut Criterion) {
+    const RANGE: usize = 16;
+    let mut g = c.benchmark_group("scaling");
+    let max_threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let mm = present_mm((RANGE * max_threads) as u64);
+    let table = MutexTable::new(RANGE * max_threads);
+    for threads in (1..=max_threads).filter(|t| *t <= 2 || t.is_power_of_two()) {
+        g.throughput(Throughput::Elements((RANGE * threads) as u64));
+        for overlap in [false, true] {
+            let first = move |t: usize| if overlap { 0 } else { t * RANGE };
+            let param = format!("{threads}/{}", if overlap { "overlap" } else { "disjoint" });
+            g.bench_function(BenchmarkId::new("pin_user_pages_fast", &param), |b| {
+                b.iter_custom(|iters| {
+                    parallel(threads, iters, |t| {
+                        gup::pin_user_pages_fast(&mm, (first(t) as u64) * PAGE, RANGE, GupFlags::WRITE)
+                            .unwrap()
+                            .unpin()
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::new("mutex_baseline", &param), |b| {
+                b.iter_custom(|iters| {
+                    parallel(threads, iters, |t| {
+                        let n = table.pin(first(t), RANGE);
+                        table.unpin(first(t), n);
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pin_unpin, scaling);
+criterion_main!(benches);

@@ -1,0 +1,92 @@
+//! Builds the guests from source: every `wat/*.wat` becomes a component of
+//! world `guest` (from `../wit`), every `wat-core/*.wat` a core module.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use wit_component::{embed_component_metadata, ComponentEncoder, StringEncoding};
+use wit_parser::Resolve;
+
+fn wat_files(dir: &Path) -> Vec<PathBuf> {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wat"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().unwrap().to_str().unwrap().to_string()
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let wit = manifest.join("../wit");
+    println!("cargo:rerun-if-changed={}", wit.display());
+
+    let mut resolve = Resolve::default();
+    let (pkg, _) = resolve.push_path(&wit).expect("parse wit/");
+    let world = resolve.select_world(&[pkg], Some("guest")).expect("world guest");
+
+    let mut table = String::from(
+        "/// Component guests (world `guest`), by file stem.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n",
+    );
+    for path in wat_files(&manifest.join("wat")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let mut core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        embed_component_metadata(&mut core, &resolve, world, StringEncoding::UTF8).unwrap();
+        let component = ComponentEncoder::default()
+            .validate(true)
+            .module(&core)
+            .and_then(|mut e| e.encode())
+            .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", path.display()));
+        let dst = out.join(format!("{}.wasm", stem(&path)));
+        std::fs::write(&dst, component).unwrap();
+        writeln!(
+            table,
+            "    ({:?}, include_bytes!({:?})),",
+            stem(&path),
+            dst.display().to_string()
+        )
+        .unwrap();
+    }
+    // The Rust guest, if `rust/build.sh` has built it (it needs Debian's
+    // rustc-web, which `.ci/run` installs): wit-bindgen already embedded the
+    // component type, so it only needs encoding.
+    let rust = manifest.join("rust/target/wasm32-unknown-unknown/release/checksum_guest.wasm");
+    println!("cargo:rerun-if-changed={}", rust.display());
+    if let Ok(core) = std::fs::read(&rust) {
+        let component = ComponentEncoder::default()
+            .validate(true)
+            .module(&core)
+            .and_then(|mut e| e.encode())
+            .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", rust.display()));
+        let dst = out.join("rust_checksum.wasm");
+        std::fs::write(&dst, component).unwrap();
+        writeln!(
+            table,
+            "    (\"rust_checksum\", include_bytes!({:?})),",
+            dst.display().to_string()
+        )
+        .unwrap();
+    }
+    table.push_str("];\n\n/// Core-module guests (`add_to_core_linker` ABI), by file stem.\npub static CORE_MODULES: &[(&str, &[u8])] = &[\n");
+    for path in wat_files(&manifest.join("wat-core")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let dst = out.join(format!("{}.core.wasm", stem(&path)));
+        std::fs::write(&dst, core).unwrap();
+        writeln!(
+            table,
+            "    ({:?}, include_bytes!({:?})),",
+            stem(&path),
+            dst.display().to_string()
+        )
+        .unwrap();
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("guests.rs"), table).unwrap();
+}

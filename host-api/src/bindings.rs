@@ -1,0 +1,82 @@
+//! WIT bindings: `bindgen!` over `wit/`, world `guest`.
+//!
+//! The `pinned-pages` and `memory-grant` resources are backed by
+//! [`GuestPin`](crate::GuestPin) and [`GuestGrant`](crate::GuestGrant) in the
+//! store's `ResourceTable`. Every import is trappable, so a handle that the
+//! table does not know traps instead of panicking the host.
+// Generated items carry the WIT doc comments where bindgen copies them.
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "guest",
+    imports: { default: trappable },
+    with: {
+        "wasm-pin:mm/gup.pinned-pages": crate::GuestPin,
+        "wasm-pin:mm/gup.memory-grant": crate::GuestGrant,
+    },
+});
+
+pub use wasm_pin::mm::gup::{Errno, GupFlags, MmStats};
+
+impl From<runtime_mm::Errno> for Errno {
+    fn from(e: runtime_mm::Errno) -> Self {
+        use runtime_mm::Errno as E;
+        match e {
+            E::Inval => Errno::Inval,
+            E::Fault => Errno::Fault,
+            E::NoMem => Errno::Nomem,
+            E::Busy => Errno::Busy,
+            E::Again => Errno::Again,
+            E::OpNotSupp => Errno::Opnotsupp,
+            E::Overflow => Errno::Overflow,
+            E::Perm => Errno::Perm,
+            E::BadF => Errno::Badf,
+        }
+    }
+}
+
+impl From<Errno> for runtime_mm::Errno {
+    fn from(e: Errno) -> Self {
+        use runtime_mm::Errno as E;
+        match e {
+            Errno::Inval => E::Inval,
+            Errno::Fault => E::Fault,
+            Errno::Nomem => E::NoMem,
+            Errno::Busy => E::Busy,
+            Errno::Again => E::Again,
+            Errno::Opnotsupp => E::OpNotSupp,
+            Errno::Overflow => E::Overflow,
+            Errno::Perm => E::Perm,
+            Errno::Badf => E::BadF,
+        }
+    }
+}
+
+impl From<GupFlags> for runtime_mm::GupFlags {
+    fn from(f: GupFlags) -> Self {
+        let mut out = runtime_mm::GupFlags::empty();
+        out.set(runtime_mm::GupFlags::WRITE, f.contains(GupFlags::WRITE));
+        out.set(runtime_mm::GupFlags::FORCE, f.contains(GupFlags::FORCE));
+        out.set(runtime_mm::GupFlags::NOWAIT, f.contains(GupFlags::NOWAIT));
+        out
+    }
+}
+
+impl From<runtime_mm::MmStats> for MmStats {
+    fn from(s: runtime_mm::MmStats) -> Self {
+        MmStats {
+            foll_pin_acquired: s.foll_pin_acquired,
+            foll_pin_released: s.foll_pin_released,
+            foll_get_taken: s.foll_get_taken,
+            foll_get_put: s.foll_get_put,
+            fast_path_pages: s.fast_path_pages,
+            slow_path_pages: s.slow_path_pages,
+            fast_fallbacks: s.fast_fallbacks,
+            longterm_pinned_pages: s.longterm_pinned_pages,
+            remote_pages: s.remote_pages,
+            dirtied_pages: s.dirtied_pages,
+            locked_bytes: s.locked_bytes,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The `gup` imports for component guests: the generated `Host` traits
+//! implemented on [`MmHost`], and `add_to_linker`.
+
+use crate::bindings::wasm_pin::mm::gup::{self, Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
+use crate::host::{checksum, PinKind};
+use crate::{GuestGrant, GuestPin, MmHost};
+use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::Result;
+
+type PinResult = Result<std::result::Result<Resource<GuestPin>, Errno>>;
+
+impl MmHost {
+    fn pin_own(&mut self, kind: PinKind, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
+        let r = self
+            .own_mm()
+            .cloned()
+            .and_then(|mm| self.pin(&mm, kind, start, nr_pages, flags.into()));
+        Ok(r.map_err(Errno::from))
+    }
+
+    fn pin_remote(
+        &mut self,
+        grant: &Resource<GuestGrant>,
+        kind: PinKind,
+        start: u64,
+        nr: u32,
+        flags: GupFlags,
+    ) -> PinResult {
+        let r = self
+            .granted(grant)
+            .and_then(|mm| self.pin(&mm, kind, start, nr, flags.into()));
+        Ok(r.map_err(Errno::from))
+    }
+}
+
+/// A bad handle traps: the canonical ABI already refuses foreign and dead
+/// handles, so reaching this means host state and guest disagree.
+fn trap(e: runtime_mm::Errno) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("wasm-pin: bad resource handle ({e})"))
+}
+
+impl HostPinnedPages for MmHost {
+    fn start(&mut self, pages: Resource<GuestPin>) -> Result<u64> {
+        Ok(self.pinned(&pages).map_err(trap)?.pages.start())
+    }
+
+    fn len_pages(&mut self, pages: Resource<GuestPin>) -> Result<u32> {
+        Ok(self.pinned(&pages).map_err(trap)?.pages.len() as u32)
+    }
+
+    fn checksum(
+        &mut self,
+        pages: Resource<GuestPin>,
+        offset: u32,
+        len: u32,
+    ) -> Result<std::result::Result<u32, Errno>> {
+        let pin = self.pinned(&pages).map_err(trap)?;
+        Ok(checksum(&pin.pages, offset, len).map_err(Errno::from))
+    }
+
+    fn unpin(&mut self, pages: Resource<GuestPin>, dirty: bool) -> Result<()> {
+        self.release(pages, dirty).map_err(trap)
+    }
+
+    fn drop(&mut self, pages: Resource<GuestPin>) -> Result<()> {
+        self.release(pages, false).map_err(trap)
+    }
+}
+
+impl HostMemoryGrant for MmHost {
+    fn len(&mut self, grant: Resource<GuestGrant>) -> Result<u64> {
+        Ok(self.granted(&grant).map_err(trap)?.len())
+    }
+
+    fn drop(&mut self, grant: Resource<GuestGrant>) -> Result<()> {
+        self.drop_grant(grant).map_err(trap)
+    }
+}
+
+impl Host for MmHost {
+    fn pin_user_pages(&mut self, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
+        self.pin_own(PinKind::User, start, nr_pages, flags)
+    }
+
+    fn pin_user_pages_fast(&mut self, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
+        self.pin_own(PinKind::UserFast, start, nr_pages, flags)
+    }
+
+    fn pin_longterm_pages(&mut self, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
+        self.pin_own(PinKind::Longterm, start, nr_pages, flags)
+    }
+
+    fn pin_longterm_pages_fast(&mut self, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
+        self.pin_own(PinKind::LongtermFast, start, nr_pages, flags)
+    }
+
+    fn open_grant(&mut self, name: String) -> Result<std::result::Result<Resource<GuestGrant>, Errno>> {
+        Ok(MmHost::open_grant(self, &name).map_err(Errno::from))
+    }
+
+    fn pin_user_pages_remote(
+        &mut self,
+        grant: Resource<GuestGrant>,
+        start: u64,
+        nr: u32,
+        flags: GupFlags,
+    ) -> PinResult {
+        self.pin_remote(&grant, PinKind::UserRemote, start, nr, flags)
+    }
+
+    fn pin_longterm_pages_remote(
+        &mut self,
+        grant: Resource<GuestGrant>,
+        start: u64,
+        nr: u32,
+        flags: GupFlags,
+    ) -> PinResult {
+        self.pin_remote(&grant, PinKind::LongtermRemote, start, nr, flags)
+    }
+
+    fn page_maybe_dma_pinned(&mut self, addr: u64) -> Result<bool> {
+        Ok(self.memory().is_some_and(|mm| mm.page_maybe_dma_pinned(addr)))
+    }
+
+    fn page_size(&mut self) -> Result<u32> {
+        Ok(region_page_size())
+    }
+
+    fn stats(&mut self) -> Result<MmStats> {
+        Ok(self.memory().map(|mm| mm.stats()).unwrap_or_default().into())
+    }
+}
+
+pub(crate) fn region_page_size() -> u32 {
+    // Every Mm pins at host-page granularity.
+    runtime_mm::Mm::host_page_size() as u32
+}
+
+/// Adds the `wasm-pin:mm/gup` imports to a component linker, in wasmtime's
+/// usual shape (compare `wasmtime_wasi::p2::add_to_linker_sync`): `get` finds
+/// the store's [`MmHost`].
+///
+/// ```
+/// use host_api::MmHost;
+/// use wasmtime::component::Linker;
+///
+/// struct State { mm: MmHost }
+///
+/// let engine = wasmtime::Engine::default();
+/// let mut linker = Linker::<State>::new(&engine);
+/// host_api::add_to_linker(&mut linker, |s: &mut State| &mut s.mm).unwrap();
+/// ```
+pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
+    gup::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
+}

@@ -1,0 +1,257 @@
+//! `MmHost`: the per-store state behind the pin imports, and the guest quotas.
+
+use runtime_mm::{gup, Errno, GupFlags, Mm, PinnedPages};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use wasmtime::component::{Resource, ResourceTable};
+
+/// Per-guest limits set by the embedder. Exceeding one fails the pin (nothing
+/// is pinned): too many handles → `again` (retry after unpinning), too many
+/// bytes → `nomem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most `pinned-pages` handles outstanding at once.
+    pub max_pins: u32,
+    /// Most bytes pinned at once (all pins, long-term included).
+    pub max_pinned_bytes: u64,
+    /// Most bytes pinned long-term at once.
+    pub max_longterm_bytes: u64,
+}
+
+impl Default for Quotas {
+    /// 1024 handles, 256 MiB pinned, 64 MiB of it long-term.
+    fn default() -> Self {
+        Quotas {
+            max_pins: 1024,
+            max_pinned_bytes: 256 << 20,
+            max_longterm_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A guest's pin: the `pinned-pages` resource.
+///
+/// Shared (`Arc`) so that host I/O still in flight keeps the pages pinned
+/// after the guest releases its handle; the pin itself is released when the
+/// last holder drops.
+#[derive(Debug, Clone)]
+pub struct GuestPin {
+    /// The pinned pages.
+    pub pages: Arc<PinnedPages>,
+}
+
+/// A memory granted to a guest: the `memory-grant` resource.
+#[derive(Debug, Clone)]
+pub struct GuestGrant {
+    /// The granted memory.
+    pub mm: Arc<Mm>,
+}
+
+/// Which GUP entry point a guest called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PinKind {
+    User,
+    UserFast,
+    Longterm,
+    LongtermFast,
+    UserRemote,
+    LongtermRemote,
+}
+
+impl PinKind {
+    fn longterm(self) -> bool {
+        matches!(
+            self,
+            PinKind::Longterm | PinKind::LongtermFast | PinKind::LongtermRemote
+        )
+    }
+}
+
+/// The state of the pin imports in one store: the guest's memory, its handles
+/// and its quotas. Keep one in the store's data and hand `add_to_linker` a
+/// function that finds it.
+#[derive(Debug)]
+pub struct MmHost {
+    mm: Option<Arc<Mm>>,
+    table: ResourceTable,
+    quotas: Quotas,
+    pins: u32,
+    pinned_bytes: u64,
+    longterm_bytes: u64,
+    grants: HashMap<String, Arc<Mm>>,
+}
+
+impl Default for MmHost {
+    fn default() -> Self {
+        MmHost::new(Quotas::default())
+    }
+}
+
+impl MmHost {
+    /// A host with no memory attached yet and the given quotas.
+    pub fn new(quotas: Quotas) -> Self {
+        MmHost {
+            mm: None,
+            table: ResourceTable::new(),
+            quotas,
+            pins: 0,
+            pinned_bytes: 0,
+            longterm_bytes: 0,
+            grants: HashMap::new(),
+        }
+    }
+
+    /// Attaches the guest's own memory: the one its canonical ABI uses (see
+    /// [`crate::instantiate`], which does this for components). Core-module
+    /// guests are found per call through their `memory` export instead.
+    pub fn attach(&mut self, mm: Arc<Mm>) {
+        self.mm = Some(mm);
+    }
+
+    /// The attached memory, if any.
+    pub fn memory(&self) -> Option<&Arc<Mm>> {
+        self.mm.as_ref()
+    }
+
+    /// Grants this guest access to another memory under `name`, for
+    /// `open-grant` and the remote pins.
+    pub fn grant(&mut self, name: impl Into<String>, mm: Arc<Mm>) {
+        self.grants.insert(name.into(), mm);
+    }
+
+    /// The quotas in force.
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
+    }
+
+    /// Handles outstanding and bytes pinned (all, long-term) by this guest now.
+    pub fn usage(&self) -> (u32, u64, u64) {
+        (self.pins, self.pinned_bytes, self.longterm_bytes)
+    }
+
+    /// The store's resource table (shared with other host APIs).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    pub(crate) fn own_mm(&self) -> Result<&Arc<Mm>, Errno> {
+        // A guest without an attached memory has nothing it could pin.
+        self.mm.as_ref().ok_or(Errno::Fault)
+    }
+
+    /// Pins for the guest under the quotas and stores the handle.
+    pub(crate) fn pin(
+        &mut self,
+        mm: &Arc<Mm>,
+        kind: PinKind,
+        start: u64,
+        nr_pages: u32,
+        flags: GupFlags,
+    ) -> Result<Resource<GuestPin>, Errno> {
+        if self.pins >= self.quotas.max_pins {
+            return Err(Errno::Again);
+        }
+        // Check the byte quotas before pinning, against the most this call
+        // could take (no more than the memory holds past `start`), so that an
+        // over-quota request pins nothing.
+        let avail = mm.len().saturating_sub(start) / mm.page_size();
+        let want = u64::from(nr_pages).min(avail) * mm.page_size();
+        let room = self.quotas.max_pinned_bytes.saturating_sub(self.pinned_bytes);
+        let lt_room = self.quotas.max_longterm_bytes.saturating_sub(self.longterm_bytes);
+        if want > room || (kind.longterm() && want > lt_room) {
+            return Err(Errno::NoMem);
+        }
+        let nr = nr_pages as usize;
+        let pages = match kind {
+            PinKind::User => gup::pin_user_pages(mm, start, nr, flags),
+            PinKind::UserFast => gup::pin_user_pages_fast(mm, start, nr, flags),
+            PinKind::Longterm => gup::pin_longterm_pages(mm, start, nr, flags),
+            PinKind::LongtermFast => gup::pin_longterm_pages_fast(mm, start, nr, flags),
+            PinKind::UserRemote => gup::pin_user_pages_remote(mm, start, nr, flags),
+            PinKind::LongtermRemote => gup::pin_longterm_pages_remote(mm, start, nr, flags),
+        }?;
+        let bytes = pages.byte_len() as u64;
+        let handle = self
+            .table
+            .push(GuestPin { pages: Arc::new(pages) })
+            .map_err(|_| Errno::Again)?;
+        self.pins += 1;
+        self.pinned_bytes += bytes;
+        if kind.longterm() {
+            self.longterm_bytes += bytes;
+        }
+        Ok(handle)
+    }
+
+    /// The guest's pin behind `handle`, if it is one.
+    pub fn pinned(&self, handle: &Resource<GuestPin>) -> Result<&GuestPin, Errno> {
+        self.table.get(handle).map_err(|_| Errno::BadF)
+    }
+
+    /// Removes the guest's handle; the pin is released when no I/O holds it.
+    pub(crate) fn release(&mut self, handle: Resource<GuestPin>, dirty: bool) -> Result<(), Errno> {
+        let pin = self.delete(handle)?;
+        let bytes = pin.pages.byte_len() as u64;
+        self.pins -= 1;
+        self.pinned_bytes -= bytes;
+        if pin.pages.is_longterm() {
+            self.longterm_bytes -= bytes;
+        }
+        if dirty {
+            pin.pages.mark_dirty();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_grant(&mut self, name: &str) -> Result<Resource<GuestGrant>, Errno> {
+        let mm = self.grants.get(name).ok_or(Errno::BadF)?.clone();
+        self.table.push(GuestGrant { mm }).map_err(|_| Errno::Again)
+    }
+
+    pub(crate) fn granted(&self, grant: &Resource<GuestGrant>) -> Result<Arc<Mm>, Errno> {
+        self.table.get(grant).map(|g| g.mm.clone()).map_err(|_| Errno::BadF)
+    }
+
+    pub(crate) fn drop_grant(&mut self, grant: Resource<GuestGrant>) -> Result<(), Errno> {
+        self.delete(grant).map(drop)
+    }
+
+    /// Removes a handle of type `T`. `ResourceTable::delete` removes the entry
+    /// before it checks the type, so a handle of another type (a forged or
+    /// confused core-ABI handle) is checked first and left in place.
+    fn delete<T: 'static>(&mut self, handle: Resource<T>) -> Result<T, Errno> {
+        self.table.get(&handle).map_err(|_| Errno::BadF)?;
+        self.table.delete(handle).map_err(|_| Errno::BadF)
+    }
+}
+
+/// FNV-1a, 32 bits: the checksum the `checksum` import computes.
+pub fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(FNV_OFFSET, |h, &b| fnv_step(h, b))
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+fn fnv_step(h: u32, b: u8) -> u32 {
+    (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+}
+
+/// Hashes `len` bytes at `offset` of a pin, reading through the pin.
+pub(crate) fn checksum(pages: &PinnedPages, offset: u32, len: u32) -> Result<u32, Errno> {
+    let (offset, len) = (offset as usize, len as usize);
+    match offset.checked_add(len) {
+        Some(end) if end <= pages.byte_len() => {}
+        _ => return Err(Errno::Fault),
+    }
+    let base = pages.as_ptr();
+    let mut h = FNV_OFFSET;
+    for i in offset..offset + len {
+        // SAFETY: `i` lies inside the pinned range, which stays mapped and
+        // present while `pages` is alive. Other threads of a shared memory may
+        // write it meanwhile: an atomic load makes that a benign race.
+        let b = unsafe { AtomicU8::from_ptr(base.add(i).cast_mut()) }.load(Ordering::Relaxed);
+        h = fnv_step(h, b);
+    }
+    Ok(h)
+}
