@@ -10,7 +10,7 @@
   (import "wasm-pin:mm/gup@0.1.0" "open-grant" (func $open_grant (param i32 i32 i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.start" (func $start (param i32) (result i64)))
   (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.len-pages" (func $len (param i32) (result i32)))
-  (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.checksum" (func $checksum (param i32 i32 i32 i32)))
+  (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.checksum" (func $checksum (param i32 i32 i32 i32 i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[static]pinned-pages.unpin" (func $unpin (param i32 i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[resource-drop]pinned-pages" (func $drop_pin (param i32)))
 
@@ -63,9 +63,9 @@
     (if (i32.lt_s (local.get $h) (i32.const 0)) (then (return (call $fail (i32.const 4)))))
     (if (i32.ne (call $len (local.get $h)) (i32.const 32)) (then (return (call $fail (i32.const 4)))))
     ;; F: checksum outside the pin: fault.
-    (call $checksum (local.get $h) (i32.const 0x1fff0) (i32.const 0x20) (i32.const 0x100))
+    (call $checksum (local.get $h) (i32.const 0x1fff0) (i32.const 0x20) (i32.const 0x811c9dc5) (i32.const 0x100))
     (if (i32.ne (call $err) (i32.const 1)) (then (return (call $fail (i32.const 5)))))
-    (call $checksum (local.get $h) (i32.const -1) (i32.const 2) (i32.const 0x100))
+    (call $checksum (local.get $h) (i32.const -1) (i32.const 2) (i32.const 0x811c9dc5) (i32.const 0x100))
     (if (i32.ne (call $err) (i32.const 1)) (then (return (call $fail (i32.const 5)))))
     (call $unpin (local.get $h) (i32.const 0))
     ;; G: unaligned start: inval, on every entry point.

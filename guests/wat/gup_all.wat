@@ -15,7 +15,7 @@
   (import "wasm-pin:mm/gup@0.1.0" "stats" (func $stats (param i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.start" (func $start (param i32) (result i64)))
   (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.len-pages" (func $len (param i32) (result i32)))
-  (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.checksum" (func $checksum (param i32 i32 i32 i32)))
+  (import "wasm-pin:mm/gup@0.1.0" "[method]pinned-pages.checksum" (func $checksum (param i32 i32 i32 i32 i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[static]pinned-pages.unpin" (func $unpin (param i32 i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[resource-drop]pinned-pages" (func $drop_pin (param i32)))
   (import "wasm-pin:mm/gup@0.1.0" "[method]memory-grant.len" (func $grant_len (param i32) (result i64)))
@@ -77,8 +77,12 @@
     ;; C: start and len-pages.
     (if (i64.ne (call $start (local.get $h1)) (i64.const 0x10000)) (then (return (call $fail (i32.const 2)))))
     (if (i32.ne (call $len (local.get $h1)) (i32.const 2)) (then (return (call $fail (i32.const 2)))))
-    ;; D: the host hashes the pinned bytes to the same value.
-    (call $checksum (local.get $h1) (i32.const 0) (i32.const 8192) (i32.const 0x100))
+    ;; D: the host hashes the pinned bytes to the same value, in one go and
+    ;; as a stream of two chunks.
+    (call $checksum (local.get $h1) (i32.const 0) (i32.const 8192) (i32.const 0x811c9dc5) (i32.const 0x100))
+    (if (i32.ne (call $ok) (local.get $sum)) (then (return (call $fail (i32.const 3)))))
+    (call $checksum (local.get $h1) (i32.const 0) (i32.const 1000) (i32.const 0x811c9dc5) (i32.const 0x100))
+    (call $checksum (local.get $h1) (i32.const 1000) (i32.const 7192) (call $ok) (i32.const 0x100))
     (if (i32.ne (call $ok) (local.get $sum)) (then (return (call $fail (i32.const 3)))))
     ;; E: page-maybe-dma-pinned.
     (if (i32.eqz (call $is_pinned (i64.const 0x11000))) (then (return (call $fail (i32.const 4)))))

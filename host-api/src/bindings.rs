@@ -14,6 +14,10 @@ wasmtime::component::bindgen!({
     with: {
         "wasm-pin:mm/gup.pinned-pages": crate::GuestPin,
         "wasm-pin:mm/gup.memory-grant": crate::GuestGrant,
+        "wasm-pin:mm/zero-copy-io.file": crate::io::GuestFile,
+        "wasm-pin:mm/zero-copy-io.io-ticket": crate::io::GuestTicket,
+        "wasm-pin:mm/zero-copy-io.tcp-listener": std::net::TcpListener,
+        "wasm-pin:mm/zero-copy-io.tcp-stream": std::net::TcpStream,
     },
 });
 
@@ -32,6 +36,19 @@ impl From<runtime_mm::Errno> for Errno {
             E::Overflow => Errno::Overflow,
             E::Perm => Errno::Perm,
             E::BadF => Errno::Badf,
+            E::NoEnt => Errno::Noent,
+            E::Acces => Errno::Acces,
+            E::Io => Errno::Io,
+            E::Exist => Errno::Exist,
+            E::NotDir => Errno::Notdir,
+            E::IsDir => Errno::Isdir,
+            E::NoSpc => Errno::Nospc,
+            E::Pipe => Errno::Pipe,
+            E::ConnRefused => Errno::Connrefused,
+            E::ConnReset => Errno::Connreset,
+            E::NotConn => Errno::Notconn,
+            E::TimedOut => Errno::Timedout,
+            E::Canceled => Errno::Canceled,
         }
     }
 }
@@ -49,6 +66,19 @@ impl From<Errno> for runtime_mm::Errno {
             Errno::Overflow => E::Overflow,
             Errno::Perm => E::Perm,
             Errno::Badf => E::BadF,
+            Errno::Noent => E::NoEnt,
+            Errno::Acces => E::Acces,
+            Errno::Io => E::Io,
+            Errno::Exist => E::Exist,
+            Errno::Notdir => E::NotDir,
+            Errno::Isdir => E::IsDir,
+            Errno::Nospc => E::NoSpc,
+            Errno::Pipe => E::Pipe,
+            Errno::Connrefused => E::ConnRefused,
+            Errno::Connreset => E::ConnReset,
+            Errno::Notconn => E::NotConn,
+            Errno::Timedout => E::TimedOut,
+            Errno::Canceled => E::Canceled,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The `gup` imports for component guests: the generated `Host` traits
 //! implemented on [`MmHost`], and `add_to_linker`.
 
-use crate::bindings::wasm_pin::mm::gup::{self, Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
+use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
 use crate::host::{checksum, PinKind};
 use crate::{GuestGrant, GuestPin, MmHost};
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -53,9 +53,10 @@ impl HostPinnedPages for MmHost {
         pages: Resource<GuestPin>,
         offset: u32,
         len: u32,
+        seed: u32,
     ) -> Result<std::result::Result<u32, Errno>> {
         let pin = self.pinned(&pages).map_err(trap)?;
-        Ok(checksum(&pin.pages, offset, len).map_err(Errno::from))
+        Ok(checksum(&pin.pages, offset, len, seed).map_err(Errno::from))
     }
 
     fn unpin(&mut self, pages: Resource<GuestPin>, dirty: bool) -> Result<()> {
@@ -136,7 +137,8 @@ pub(crate) fn region_page_size() -> u32 {
     runtime_mm::Mm::host_page_size() as u32
 }
 
-/// Adds the `wasm-pin:mm/gup` imports to a component linker, in wasmtime's
+/// Adds the imports of world `guest` (`wasm-pin:mm/gup`, `zero-copy-io`,
+/// `environment`) to a component linker, in wasmtime's
 /// usual shape (compare `wasmtime_wasi::p2::add_to_linker_sync`): `get` finds
 /// the store's [`MmHost`].
 ///
@@ -151,5 +153,5 @@ pub(crate) fn region_page_size() -> u32 {
 /// host_api::add_to_linker(&mut linker, |s: &mut State| &mut s.mm).unwrap();
 /// ```
 pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
-    gup::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
+    crate::Guest::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
 }

@@ -167,10 +167,10 @@ pub fn add_to_core_linker<T: 'static>(
     linker.func_wrap(
         MODULE,
         "pinned-checksum",
-        move |mut c: Caller<'_, T>, handle: i32, off: i32, len: i32| {
+        move |mut c: Caller<'_, T>, handle: i32, off: i32, len: i32, seed: i32| {
             let host = get(c.data_mut());
             let r = resource::<GuestPin>(handle)
-                .and_then(|h| checksum(&host.pinned(&h)?.pages, off as u32, len as u32).map(u64::from));
+                .and_then(|h| checksum(&host.pinned(&h)?.pages, off as u32, len as u32, seed as u32).map(u64::from));
             i64_or_errno(r)
         },
     )?;

@@ -1,5 +1,6 @@
 //! `MmHost`: the per-store state behind the pin imports, and the guest quotas.
 
+use crate::io::{BackendKind, IoConfig, IoState};
 use runtime_mm::{gup, Errno, GupFlags, Mm, PinnedPages};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -68,10 +69,12 @@ impl PinKind {
     }
 }
 
-/// The state of the pin imports in one store: the guest's memory, its handles
-/// and its quotas. Keep one in the store's data and hand `add_to_linker` a
-/// function that finds it.
-#[derive(Debug)]
+/// Where `environment.print` lines go.
+pub type Printer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The state of the imports in one store: the guest's memory, its handles,
+/// its quotas and its I/O. Keep one in the store's data and hand
+/// `add_to_linker` a function that finds it.
 pub struct MmHost {
     mm: Option<Arc<Mm>>,
     table: ResourceTable,
@@ -80,6 +83,19 @@ pub struct MmHost {
     pinned_bytes: u64,
     longterm_bytes: u64,
     grants: HashMap<String, Arc<Mm>>,
+    pub(crate) io: IoState,
+    printer: Option<Printer>,
+}
+
+impl std::fmt::Debug for MmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmHost")
+            .field("mm", &self.mm)
+            .field("quotas", &self.quotas)
+            .field("usage", &self.usage())
+            .field("io", &self.io)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MmHost {
@@ -99,7 +115,38 @@ impl MmHost {
             pinned_bytes: 0,
             longterm_bytes: 0,
             grants: HashMap::new(),
+            io: IoState::new(IoConfig::default()),
+            printer: None,
         }
+    }
+
+    /// Sets the guest's I/O: its directory, backend and arguments.
+    pub fn with_io(mut self, config: IoConfig) -> Self {
+        self.io = IoState::new(config);
+        self
+    }
+
+    /// Sends `environment.print` lines to `printer` (default: stdout).
+    pub fn with_printer(mut self, printer: Printer) -> Self {
+        self.printer = Some(printer);
+        self
+    }
+
+    pub(crate) fn print_line(&self, line: &str) {
+        match &self.printer {
+            Some(p) => p(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Asynchronous transfers in flight now.
+    pub fn io_in_flight(&self) -> usize {
+        self.io.in_flight()
+    }
+
+    /// The asynchronous backend in use (created on first use).
+    pub fn io_backend(&mut self) -> Result<BackendKind, Errno> {
+        self.io.backend_kind()
     }
 
     /// Attaches the guest's own memory: the one its canonical ABI uses (see
@@ -133,6 +180,10 @@ impl MmHost {
     /// The store's resource table (shared with other host APIs).
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    pub(crate) fn table_ref(&self) -> &ResourceTable {
+        &self.table
     }
 
     pub(crate) fn own_mm(&self) -> Result<&Arc<Mm>, Errno> {
@@ -201,6 +252,9 @@ impl MmHost {
         if dirty {
             pin.pages.mark_dirty();
         }
+        // A registered I/O buffer is unregistered; transfers in flight keep
+        // their own reference to the pin.
+        self.io.forget(&pin.pages);
         Ok(())
     }
 
@@ -238,14 +292,14 @@ fn fnv_step(h: u32, b: u8) -> u32 {
 }
 
 /// Hashes `len` bytes at `offset` of a pin, reading through the pin.
-pub(crate) fn checksum(pages: &PinnedPages, offset: u32, len: u32) -> Result<u32, Errno> {
+pub(crate) fn checksum(pages: &PinnedPages, offset: u32, len: u32, seed: u32) -> Result<u32, Errno> {
     let (offset, len) = (offset as usize, len as usize);
     match offset.checked_add(len) {
         Some(end) if end <= pages.byte_len() => {}
         _ => return Err(Errno::Fault),
     }
     let base = pages.as_ptr();
-    let mut h = FNV_OFFSET;
+    let mut h = seed;
     for i in offset..offset + len {
         // SAFETY: `i` lies inside the pinned range, which stays mapped and
         // present while `pages` is alive. Other threads of a shared memory may

@@ -16,6 +16,8 @@
 //! - [`add_to_linker`]: the imports for component guests.
 //! - [`add_to_core_linker`]: the same for core modules, integer ABI.
 //! - [`instantiate`]: instantiates a component guest and attaches its memory.
+//! - [`io`]: zero-copy file and socket I/O on pinned guest buffers (sync,
+//!   vectored, io_uring and worker-thread async).
 //!
 //! **How the host finds the guest's memory.** Component host functions get no
 //! handle on the caller's memory in wasmtime 48. The engine's
@@ -30,11 +32,13 @@ mod bindings;
 mod component;
 mod core_abi;
 mod host;
+pub mod io;
 
 pub use bindings::{Errno, Guest, GupFlags, MmStats};
 pub use component::add_to_linker;
 pub use core_abi::{add_to_core_linker, MODULE as CORE_MODULE};
-pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Quotas};
+pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Printer, Quotas};
+pub use io::{BackendKind, IoConfig};
 
 use runtime_mm::PinMemoryCreator;
 use wasmtime::component::{Component, Linker};

@@ -38,6 +38,46 @@ pub enum Errno {
     /// `EBADF`: a handle that does not name a live object.
     #[error("bad handle (EBADF)")]
     BadF,
+    /// `ENOENT`: no such file.
+    #[error("no such file or directory (ENOENT)")]
+    NoEnt,
+    /// `EACCES`: access refused, including a path that would escape its
+    /// directory.
+    #[error("permission denied (EACCES)")]
+    Acces,
+    /// `EIO` and any I/O error without a closer value.
+    #[error("I/O error (EIO)")]
+    Io,
+    /// `EEXIST`: the file exists.
+    #[error("file exists (EEXIST)")]
+    Exist,
+    /// `ENOTDIR`: a path component is not a directory.
+    #[error("not a directory (ENOTDIR)")]
+    NotDir,
+    /// `EISDIR`: the file is a directory.
+    #[error("is a directory (EISDIR)")]
+    IsDir,
+    /// `ENOSPC`: no space left on the device.
+    #[error("no space left on device (ENOSPC)")]
+    NoSpc,
+    /// `EPIPE`: the peer closed the connection.
+    #[error("broken pipe (EPIPE)")]
+    Pipe,
+    /// `ECONNREFUSED`: nobody listens there.
+    #[error("connection refused (ECONNREFUSED)")]
+    ConnRefused,
+    /// `ECONNRESET`: the peer reset the connection.
+    #[error("connection reset (ECONNRESET)")]
+    ConnReset,
+    /// `ENOTCONN`: the socket is not connected.
+    #[error("not connected (ENOTCONN)")]
+    NotConn,
+    /// `ETIMEDOUT`: the operation timed out.
+    #[error("timed out (ETIMEDOUT)")]
+    TimedOut,
+    /// `ECANCELED`: the operation was cancelled.
+    #[error("operation cancelled (ECANCELED)")]
+    Canceled,
 }
 
 impl Errno {
@@ -57,6 +97,37 @@ impl Errno {
             Errno::Inval => 22,
             Errno::Overflow => 75,
             Errno::OpNotSupp => 95,
+            Errno::NoEnt => 2,
+            Errno::Acces => 13,
+            Errno::Io => 5,
+            Errno::Exist => 17,
+            Errno::NotDir => 20,
+            Errno::IsDir => 21,
+            Errno::NoSpc => 28,
+            Errno::Pipe => 32,
+            Errno::ConnRefused => 111,
+            Errno::ConnReset => 104,
+            Errno::NotConn => 107,
+            Errno::TimedOut => 110,
+            Errno::Canceled => 125,
+        }
+    }
+
+    /// The closest value for a host I/O error: its own errno if this type has
+    /// it (`EWOULDBLOCK` is `Again`, `EXDEV` from a path escaping its
+    /// directory is `Acces`), `Io` otherwise.
+    pub fn from_io(e: &std::io::Error) -> Errno {
+        match e.raw_os_error() {
+            Some(18) => Errno::Acces, // EXDEV: openat2 RESOLVE_BENEATH refusal
+            Some(40) => Errno::Acces, // ELOOP: a symlink refused by RESOLVE_*
+            Some(raw) => Errno::from_raw(raw).unwrap_or(Errno::Io),
+            None => match e.kind() {
+                std::io::ErrorKind::NotFound => Errno::NoEnt,
+                std::io::ErrorKind::PermissionDenied => Errno::Acces,
+                std::io::ErrorKind::TimedOut => Errno::TimedOut,
+                std::io::ErrorKind::WouldBlock => Errno::Again,
+                _ => Errno::Io,
+            },
         }
     }
 
@@ -72,12 +143,25 @@ impl Errno {
             22 => Errno::Inval,
             75 => Errno::Overflow,
             95 => Errno::OpNotSupp,
+            2 => Errno::NoEnt,
+            13 => Errno::Acces,
+            5 => Errno::Io,
+            17 => Errno::Exist,
+            20 => Errno::NotDir,
+            21 => Errno::IsDir,
+            28 => Errno::NoSpc,
+            32 => Errno::Pipe,
+            111 => Errno::ConnRefused,
+            104 => Errno::ConnReset,
+            107 => Errno::NotConn,
+            110 => Errno::TimedOut,
+            125 => Errno::Canceled,
             _ => return None,
         })
     }
 
     /// Every value, for exhaustive tests and ABI tables.
-    pub const ALL: [Errno; 9] = [
+    pub const ALL: [Errno; 22] = [
         Errno::Inval,
         Errno::Fault,
         Errno::NoMem,
@@ -87,6 +171,19 @@ impl Errno {
         Errno::Overflow,
         Errno::Perm,
         Errno::BadF,
+        Errno::NoEnt,
+        Errno::Acces,
+        Errno::Io,
+        Errno::Exist,
+        Errno::NotDir,
+        Errno::IsDir,
+        Errno::NoSpc,
+        Errno::Pipe,
+        Errno::ConnRefused,
+        Errno::ConnReset,
+        Errno::NotConn,
+        Errno::TimedOut,
+        Errno::Canceled,
     ];
 }
 

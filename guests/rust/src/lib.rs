@@ -45,7 +45,7 @@ impl Guest for Checksum {
         if !gup::page_maybe_dma_pinned(addr + (PAGES as u64 - 1) * page as u64) {
             return Err("last page not reported pinned".into());
         }
-        let got = pins.checksum(0, (PAGES * page) as u32).map_err(|e| format!("checksum: {e:?}"))?;
+        let got = pins.checksum(0, (PAGES * page) as u32, 0x811c_9dc5).map_err(|e| format!("checksum: {e:?}"))?;
         if got != expected {
             return Err(format!("host checksum {got:#010x}, guest computed {expected:#010x}"));
         }

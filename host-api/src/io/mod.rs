@@ -1,0 +1,235 @@
+//! Zero-copy I/O between files/sockets and pinned guest buffers.
+//!
+//! ```text
+//!   imports (zero-copy-io, environment Host impls)
+//!      │ sync: read-at/write-at, vectored, tcp  ──► pread/pwrite/preadv/recv on the guest pages
+//!      │ async: submit-*                         ──► Backend ─┬─ uring   (io_uring, fixed buffers)
+//!      ▼                                                      └─ threads (worker pread/pwrite)
+//!   IoState (per store: pre-opened dir, backend, args)
+//! ```
+//!
+//! - `path`: opening files beneath the pre-opened directory (`openat2`).
+//! - `uring`: the io_uring backend; `threads`: the worker-thread backend.
+//! - `imports`: the WIT host functions.
+//!
+//! Every transfer's buffer is a range of a guest pin; an asynchronous one
+//! holds a clone of the pin (`Arc<PinnedPages>`) until its completion, so the
+//! pages stay pinned and mapped while the kernel or a worker touches them,
+//! whatever the guest does with its handle meanwhile.
+
+mod imports;
+mod path;
+mod threads;
+#[cfg(target_os = "linux")]
+mod uring;
+
+use runtime_mm::{Errno, PinnedPages};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Which backend runs a guest's asynchronous I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// io_uring where the kernel allows it, worker threads otherwise.
+    Auto,
+    /// io_uring only: creating the backend fails if it is unavailable.
+    IoUring,
+    /// Worker threads calling pread/pwrite.
+    Threads,
+}
+
+/// The embedder's I/O settings for one guest.
+#[derive(Debug, Clone)]
+pub struct IoConfig {
+    /// The directory the guest's paths are resolved beneath; `None` refuses
+    /// every `open` with `acces`.
+    pub dir: Option<PathBuf>,
+    /// The asynchronous backend.
+    pub backend: BackendKind,
+    /// Most asynchronous transfers in flight at once; one more is `again`.
+    pub queue_depth: u32,
+    /// Worker threads of the thread backend.
+    pub threads: usize,
+    /// The guest's `environment.args`.
+    pub args: Vec<String>,
+}
+
+impl Default for IoConfig {
+    /// No directory, `Auto` backend, 64 transfers in flight, 2 workers.
+    fn default() -> Self {
+        IoConfig {
+            dir: None,
+            backend: BackendKind::Auto,
+            queue_depth: 64,
+            threads: 2,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// An open file: the `file` resource.
+#[derive(Debug)]
+pub struct GuestFile {
+    fd: Arc<OwnedFd>,
+}
+
+/// An asynchronous transfer: the `io-ticket` resource.
+#[derive(Debug)]
+pub struct GuestTicket {
+    id: u64,
+    done: Arc<Completion>,
+}
+
+/// Where a transfer's outcome lands; shared by the ticket and the backend.
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    result: Mutex<Option<Result<u32, Errno>>>,
+    cond: Condvar,
+}
+
+impl Completion {
+    pub(crate) fn complete(&self, r: Result<u32, Errno>) {
+        let mut slot = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(r);
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn poll(&self) -> Option<Result<u32, Errno>> {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Result<u32, Errno>> {
+        let slot = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let (slot, _) = self
+            .cond
+            .wait_timeout_while(slot, timeout, |r| r.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        *slot
+    }
+}
+
+/// One asynchronous transfer. Holds the pin and the file until it completes.
+pub(crate) struct Op {
+    /// Into the buffer (a read from the file) or out of it.
+    pub read: bool,
+    pub fd: Arc<OwnedFd>,
+    /// Keeps the buffer pinned (and its memory mapped) while in flight.
+    pub pages: Arc<PinnedPages>,
+    pub ptr: *mut u8,
+    pub len: u32,
+    pub offset: u64,
+    pub done: Arc<Completion>,
+}
+
+// SAFETY: `ptr` points into the pages `pages` keeps pinned and mapped; the op
+// is moved to the thread that performs it and is used by one thread at a time.
+unsafe impl Send for Op {}
+
+/// A backend of asynchronous transfers.
+pub(crate) trait Backend: Send {
+    /// Starts `op`; `Again` if the queue is full. Returns its id.
+    fn submit(&mut self, op: Op) -> Result<u64, Errno>;
+    /// Asks for `id` to be cancelled; it completes (with `Canceled` or its
+    /// real outcome) later.
+    fn cancel(&mut self, id: u64);
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+    /// Transfers started and not yet completed.
+    fn in_flight(&self) -> usize;
+    /// A long-term pin the guest may use for many transfers: the backend may
+    /// register it (io_uring fixed buffers) until [`Backend::forget`].
+    fn remember(&mut self, _pages: &Arc<PinnedPages>) {}
+    /// The guest released its handle on `pages`: drop any registration.
+    fn forget(&mut self, _pages: &Arc<PinnedPages>) {}
+}
+
+/// Per-store I/O state.
+pub(crate) struct IoState {
+    config: IoConfig,
+    dir: Option<OwnedFd>,
+    backend: Option<Box<dyn Backend>>,
+}
+
+impl std::fmt::Debug for IoState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoState")
+            .field("config", &self.config)
+            .field("backend", &self.backend.as_ref().map(|b| b.kind()))
+            .finish()
+    }
+}
+
+impl IoState {
+    pub(crate) fn new(config: IoConfig) -> IoState {
+        IoState {
+            config,
+            dir: None,
+            backend: None,
+        }
+    }
+
+    fn dir(&mut self) -> Result<&OwnedFd, Errno> {
+        if self.dir.is_none() {
+            let path = self.config.dir.as_ref().ok_or(Errno::Acces)?;
+            self.dir = Some(path::open_dir(path)?);
+        }
+        Ok(self.dir.as_ref().expect("set above"))
+    }
+
+    pub(crate) fn backend(&mut self) -> Result<&mut dyn Backend, Errno> {
+        if self.backend.is_none() {
+            self.backend = Some(make_backend(&self.config)?);
+        }
+        Ok(self.backend.as_deref_mut().expect("set above"))
+    }
+
+    pub(crate) fn backend_kind(&mut self) -> Result<BackendKind, Errno> {
+        Ok(self.backend()?.kind())
+    }
+
+    /// Transfers in flight now (0 before the backend is first used).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.backend.as_ref().map_or(0, |b| b.in_flight())
+    }
+
+    /// The guest released its handle on `pages`.
+    pub(crate) fn forget(&mut self, pages: &Arc<PinnedPages>) {
+        if let Some(b) = self.backend.as_mut() {
+            b.forget(pages);
+        }
+    }
+}
+
+fn make_backend(config: &IoConfig) -> Result<Box<dyn Backend>, Errno> {
+    let threads = || Box::new(threads::Threads::new(config.threads.max(1), config.queue_depth)) as Box<dyn Backend>;
+    match config.backend {
+        BackendKind::Threads => Ok(threads()),
+        #[cfg(target_os = "linux")]
+        BackendKind::IoUring => Ok(Box::new(uring::Uring::new(config.queue_depth)?)),
+        #[cfg(target_os = "linux")]
+        BackendKind::Auto => Ok(uring::Uring::new(config.queue_depth).map_or_else(|_| threads(), |u| Box::new(u) as _)),
+        #[cfg(not(target_os = "linux"))]
+        BackendKind::IoUring => Err(Errno::OpNotSupp),
+        #[cfg(not(target_os = "linux"))]
+        BackendKind::Auto => Ok(threads()),
+    }
+}
+
+/// Performs one transfer on the calling thread: `pread`/`pwrite` straight
+/// on the guest's pages.
+pub(crate) fn transfer(fd: &OwnedFd, read: bool, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
+    // SAFETY: callers pass a range inside a pin they hold for the whole call,
+    // so the pages are mapped and present; `read` transfers need a write pin
+    // (checked when the range was resolved). Other guest threads may touch the
+    // bytes concurrently, as with any DMA buffer.
+    let r = unsafe {
+        if read {
+            rustix::io::pread(fd, std::slice::from_raw_parts_mut(ptr, len as usize), offset)
+        } else {
+            rustix::io::pwrite(fd, std::slice::from_raw_parts(ptr, len as usize), offset)
+        }
+    };
+    r.map(|n| n as u32).map_err(|e| Errno::from_io(&e.into()))
+}

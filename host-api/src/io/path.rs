@@ -1,0 +1,55 @@
+//! Opening files beneath the pre-opened directory.
+//!
+//! The kernel enforces the confinement: `openat2(2)` with `RESOLVE_BENEATH`
+//! refuses absolute paths, `..` that climbs above the directory, and symlinks
+//! that lead out of it (`EXDEV`), and `RESOLVE_NO_MAGICLINKS` refuses
+//! `/proc/self/fd`-style links. Refusals come back as `acces`.
+
+use runtime_mm::Errno;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Errno::from_io(&e.into()))
+}
+
+/// How a guest opens a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OpenMode {
+    pub read: bool,
+    pub write: bool,
+    pub create: bool,
+    pub truncate: bool,
+}
+
+pub(crate) fn open_beneath(dir: &OwnedFd, path: &str, mode: OpenMode) -> Result<OwnedFd, Errno> {
+    if path.is_empty() || path.len() > 4096 || path.contains('\0') {
+        return Err(Errno::Inval);
+    }
+    let mut flags = match (mode.read, mode.write) {
+        (true, true) => OFlags::RDWR,
+        (false, true) => OFlags::WRONLY,
+        (_, false) => OFlags::RDONLY,
+    };
+    if mode.create {
+        flags |= OFlags::CREATE;
+    }
+    if mode.truncate {
+        flags |= OFlags::TRUNC;
+    }
+    flags |= OFlags::CLOEXEC | OFlags::NOCTTY;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    // openat2 refuses a mode without O_CREAT.
+    let perm = if mode.create {
+        Mode::from_bits_truncate(0o644)
+    } else {
+        Mode::empty()
+    };
+    rustix::fs::openat2(dir, path, flags, perm, resolve).map_err(|e| Errno::from_io(&e.into()))
+}

@@ -1,0 +1,241 @@
+//! The io_uring backend.
+//!
+//! One ring per guest. The guest's thread pushes submissions under the ring's
+//! lock; a reaper thread, woken by an eventfd registered with the ring, takes
+//! the completions under the same lock, drops each transfer's pin and file,
+//! and reports the outcome to its ticket, so pins are released as soon as
+//! their transfer completes, whether or not the guest polls.
+//!
+//! Long-term pins used for transfers are registered as fixed buffers (a
+//! sparse table of [`SLOTS`], `IORING_REGISTER_BUFFERS2`/`UPDATE`) and moved
+//! with `READ_FIXED`/`WRITE_FIXED`, which spares the kernel its per-request
+//! page walk; other pins use `READ`/`WRITE` on the same guest pages.
+//!
+//! At most `depth` transfers are in flight; one more is `again`. Dropping the
+//! backend cancels every transfer (`ASYNC_CANCEL`) and waits for all
+//! completions before the ring and the pins go.
+
+use super::{Backend, BackendKind, Op};
+use io_uring::{opcode, types, IoUring};
+use runtime_mm::{Errno, PinnedPages};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Fixed-buffer slots per ring.
+pub(crate) const SLOTS: u32 = 64;
+/// `user_data` of cancellation requests, whose completions are ignored.
+const CANCEL_TAG: u64 = u64::MAX;
+
+struct Ring {
+    ring: IoUring,
+    ops: HashMap<u64, Op>,
+}
+
+struct Shared {
+    ring: Mutex<Ring>,
+    shutdown: AtomicBool,
+    wake: OwnedFd,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) struct Uring {
+    shared: Arc<Shared>,
+    reaper: Option<JoinHandle<()>>,
+    depth: usize,
+    next: u64,
+    /// Registered long-term pins by pin identity: (slot, the pin).
+    fixed: HashMap<usize, (u16, Arc<PinnedPages>)>,
+    free: Vec<u16>,
+}
+
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_io(&e)
+}
+
+impl Uring {
+    pub(crate) fn new(depth: u32) -> Result<Uring, Errno> {
+        let depth = depth.max(1);
+        // Room for one cancellation per transfer on top of the transfers.
+        let ring = IoUring::new((2 * depth).next_power_of_two()).map_err(errno)?;
+        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).map_err(|e| errno(e.into()))?;
+        ring.submitter().register_eventfd(wake.as_raw_fd()).map_err(errno)?;
+        let free = match ring.submitter().register_buffers_sparse(SLOTS) {
+            Ok(()) => (0..SLOTS as u16).rev().collect(),
+            Err(_) => Vec::new(), // before Linux 5.13: no fixed buffers
+        };
+        let shared = Arc::new(Shared {
+            ring: Mutex::new(Ring {
+                ring,
+                ops: HashMap::new(),
+            }),
+            shutdown: AtomicBool::new(false),
+            wake,
+        });
+        let s = shared.clone();
+        let reaper = std::thread::Builder::new()
+            .name("wasm-pin-uring".into())
+            .spawn(move || reap_loop(&s))
+            .map_err(errno)?;
+        Ok(Uring {
+            shared,
+            reaper: Some(reaper),
+            depth: depth as usize,
+            next: 0,
+            fixed: HashMap::new(),
+            free,
+        })
+    }
+}
+
+fn key(pages: &Arc<PinnedPages>) -> usize {
+    Arc::as_ptr(pages) as usize
+}
+
+/// Takes every completion off the ring; returns whether any transfer remains.
+fn reap(ring: &mut Ring) -> bool {
+    let done: Vec<(u64, i32)> = ring.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+    for (id, res) in done {
+        let Some(op) = ring.ops.remove(&id) else { continue }; // CANCEL_TAG
+        let r = if res >= 0 {
+            Ok(res as u32)
+        } else {
+            Err(Errno::from_raw(-res).unwrap_or(Errno::Io))
+        };
+        let completion = op.done.clone();
+        drop(op); // the pin and the file go first
+        completion.complete(r);
+    }
+    // Flush submissions a failed `submit` may have left behind.
+    let _ = ring.ring.submit();
+    !ring.ops.is_empty()
+}
+
+fn reap_loop(shared: &Shared) {
+    let mut count = [0u8; 8];
+    loop {
+        let pending = reap(&mut shared.lock());
+        if shared.shutdown.load(Ordering::Acquire) && !pending {
+            return;
+        }
+        // Blocks until the ring posts a completion (or shutdown writes).
+        let _ = rustix::io::read(shared.wake.as_fd(), &mut count);
+    }
+}
+
+impl Backend for Uring {
+    fn submit(&mut self, op: Op) -> Result<u64, Errno> {
+        self.next += 1;
+        let id = self.next;
+        let fd = types::Fd(op.fd.as_raw_fd());
+        let slot = self.fixed.get(&key(&op.pages)).map(|(s, _)| *s);
+        let entry = match (op.read, slot) {
+            (true, Some(i)) => opcode::ReadFixed::new(fd, op.ptr, op.len, i).offset(op.offset).build(),
+            (true, None) => opcode::Read::new(fd, op.ptr, op.len).offset(op.offset).build(),
+            (false, Some(i)) => opcode::WriteFixed::new(fd, op.ptr, op.len, i).offset(op.offset).build(),
+            (false, None) => opcode::Write::new(fd, op.ptr, op.len).offset(op.offset).build(),
+        }
+        .user_data(id);
+        let mut ring = self.shared.lock();
+        if ring.ops.len() >= self.depth {
+            return Err(Errno::Again);
+        }
+        // SAFETY: the entry's buffer is `op.ptr..+len` inside pages `op.pages`
+        // keeps pinned and mapped, and its fd is `op.fd`; both stay alive in
+        // `ring.ops` until the reaper takes this entry's completion.
+        unsafe { ring.ring.submission().push(&entry) }.map_err(|_| Errno::Again)?;
+        ring.ops.insert(id, op);
+        // A failed enter leaves the entry queued; the reaper flushes it.
+        let _ = ring.ring.submit();
+        Ok(id)
+    }
+
+    fn cancel(&mut self, id: u64) {
+        let mut ring = self.shared.lock();
+        if ring.ops.contains_key(&id) {
+            let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
+            // SAFETY: a cancellation carries no buffer.
+            if unsafe { ring.ring.submission().push(&entry) }.is_ok() {
+                let _ = ring.ring.submit();
+            }
+        }
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::IoUring
+    }
+
+    fn in_flight(&self) -> usize {
+        self.shared.lock().ops.len()
+    }
+
+    fn remember(&mut self, pages: &Arc<PinnedPages>) {
+        if !pages.is_longterm() || self.fixed.contains_key(&key(pages)) {
+            return;
+        }
+        let Some(slot) = self.free.pop() else { return };
+        let iov = libc::iovec {
+            iov_base: pages.as_ptr().cast_mut().cast(),
+            iov_len: pages.byte_len(),
+        };
+        let ring = self.shared.lock();
+        // SAFETY: the iovec covers pages held pinned by the clone stored in
+        // `self.fixed` until `forget` replaces the slot (or the ring drops).
+        match unsafe { ring.ring.submitter().register_buffers_update(slot as u32, &[iov], None) } {
+            Ok(()) => {
+                self.fixed.insert(key(pages), (slot, pages.clone()));
+            }
+            Err(_) => self.free.push(slot),
+        }
+    }
+
+    fn forget(&mut self, pages: &Arc<PinnedPages>) {
+        let Some((slot, pin)) = self.fixed.remove(&key(pages)) else {
+            return;
+        };
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let ring = self.shared.lock();
+        // SAFETY: an empty iovec clears the slot; the kernel keeps the old
+        // buffer for transfers still using it, which hold their own pin.
+        let _ = unsafe {
+            ring.ring
+                .submitter()
+                .register_buffers_update(slot as u32, &[empty], None)
+        };
+        drop(ring);
+        self.free.push(slot);
+        drop(pin);
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        {
+            let mut ring = self.shared.lock();
+            let ids: Vec<u64> = ring.ops.keys().copied().collect();
+            for id in ids {
+                let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
+                // SAFETY: a cancellation carries no buffer.
+                let _ = unsafe { ring.ring.submission().push(&entry) };
+            }
+            let _ = ring.ring.submit();
+        }
+        self.shared.shutdown.store(true, Ordering::Release);
+        let _ = rustix::io::write(self.shared.wake.as_fd(), &1u64.to_ne_bytes());
+        if let Some(r) = self.reaper.take() {
+            let _ = r.join();
+        }
+        // Every transfer has completed. Fields drop in order: the ring (in
+        // `shared`) before the fixed buffers' pins in `fixed`.
+    }
+}
