@@ -186,6 +186,7 @@ fn run(o: Options) -> wasmtime::Result<()> {
     let start = Instant::now();
     let outcome = guest.call_run(&mut store)?;
     let elapsed = start.elapsed();
+    let io = store.data().host.io_counts();
     drop(store); // releases anything the guest left pinned or in flight
     let stats = mm.stats();
 
@@ -212,6 +213,10 @@ fn run(o: Options) -> wasmtime::Result<()> {
             return Err(wasmtime::Error::msg("the copy differs from the input"));
         }
     }
+    println!(
+        "  async:  {} transfers ({backend:?}), {} on registered fixed buffers",
+        io.submitted, io.fixed
+    );
     print_stats(&stats);
     if stats.pins_outstanding() != 0 || stats.locked_bytes != 0 {
         return Err(wasmtime::Error::msg("pins outlived the store"));

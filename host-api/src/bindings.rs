@@ -1,4 +1,5 @@
-//! WIT bindings: `bindgen!` over `wit/`, world `guest`.
+//! WIT bindings: `bindgen!` over `wit/`, world `guest` (generated; public so
+//! embedders and tests can call the host functions directly).
 //!
 //! The `pinned-pages` and `memory-grant` resources are backed by
 //! [`GuestPin`](crate::GuestPin) and [`GuestGrant`](crate::GuestGrant) in the

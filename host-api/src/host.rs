@@ -1,6 +1,6 @@
 //! `MmHost`: the per-store state behind the pin imports, and the guest quotas.
 
-use crate::io::{BackendKind, IoConfig, IoState};
+use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use runtime_mm::{gup, Errno, GupFlags, Mm, PinnedPages};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -142,6 +142,11 @@ impl MmHost {
     /// Asynchronous transfers in flight now.
     pub fn io_in_flight(&self) -> usize {
         self.io.in_flight()
+    }
+
+    /// Counters of this guest's asynchronous transfers.
+    pub fn io_counts(&self) -> IoCounts {
+        self.io.counts()
     }
 
     /// The asynchronous backend in use (created on first use).

@@ -28,7 +28,7 @@
 //! every call through their `memory` export.
 #![warn(missing_docs)]
 
-mod bindings;
+pub mod bindings;
 mod component;
 mod core_abi;
 mod host;
@@ -38,7 +38,7 @@ pub use bindings::{Errno, Guest, GupFlags, MmStats};
 pub use component::add_to_linker;
 pub use core_abi::{add_to_core_linker, MODULE as CORE_MODULE};
 pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Printer, Quotas};
-pub use io::{BackendKind, IoConfig};
+pub use io::{BackendKind, IoConfig, IoCounts};
 
 use runtime_mm::PinMemoryCreator;
 use wasmtime::component::{Component, Linker};

@@ -143,6 +143,19 @@ pub(crate) trait Backend: Send {
     fn remember(&mut self, _pages: &Arc<PinnedPages>) {}
     /// The guest released its handle on `pages`: drop any registration.
     fn forget(&mut self, _pages: &Arc<PinnedPages>) {}
+    /// Transfers submitted so far, and how many used a registered (fixed)
+    /// buffer.
+    fn counts(&self) -> IoCounts;
+}
+
+/// Counters of a guest's asynchronous transfers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    /// Transfers submitted.
+    pub submitted: u64,
+    /// Of those, transfers on a registered fixed buffer (io_uring
+    /// `READ_FIXED`/`WRITE_FIXED`).
+    pub fixed: u64,
 }
 
 /// Per-store I/O state.
@@ -192,6 +205,10 @@ impl IoState {
     /// Transfers in flight now (0 before the backend is first used).
     pub(crate) fn in_flight(&self) -> usize {
         self.backend.as_ref().map_or(0, |b| b.in_flight())
+    }
+
+    pub(crate) fn counts(&self) -> IoCounts {
+        self.backend.as_ref().map_or_else(IoCounts::default, |b| b.counts())
     }
 
     /// The guest released its handle on `pages`.

@@ -6,7 +6,7 @@
 //! the buffer; one already running finishes. Dropping the backend cancels
 //! everything queued and joins the workers, so no worker outlives the store.
 
-use super::{transfer, Backend, BackendKind, Op};
+use super::{transfer, Backend, BackendKind, IoCounts, Op};
 use runtime_mm::Errno;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,6 +83,7 @@ impl Backend for Threads {
         match tx.try_send((id, op)) {
             Ok(()) => Ok(id),
             Err(e) => {
+                self.next -= 1;
                 self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => Errno::Again,
@@ -106,6 +107,13 @@ impl Backend for Threads {
 
     fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    fn counts(&self) -> IoCounts {
+        IoCounts {
+            submitted: self.next,
+            fixed: 0,
+        }
     }
 }
 

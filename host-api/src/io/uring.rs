@@ -15,7 +15,7 @@
 //! backend cancels every transfer (`ASYNC_CANCEL`) and waits for all
 //! completions before the ring and the pins go.
 
-use super::{Backend, BackendKind, Op};
+use super::{Backend, BackendKind, IoCounts, Op};
 use io_uring::{opcode, types, IoUring};
 use runtime_mm::{Errno, PinnedPages};
 use std::collections::HashMap;
@@ -51,6 +51,7 @@ pub(crate) struct Uring {
     reaper: Option<JoinHandle<()>>,
     depth: usize,
     next: u64,
+    counts: IoCounts,
     /// Registered long-term pins by pin identity: (slot, the pin).
     fixed: HashMap<usize, (u16, Arc<PinnedPages>)>,
     free: Vec<u16>,
@@ -89,6 +90,7 @@ impl Uring {
             reaper: Some(reaper),
             depth: depth as usize,
             next: 0,
+            counts: IoCounts::default(),
             fixed: HashMap::new(),
             free,
         })
@@ -152,6 +154,8 @@ impl Backend for Uring {
         // `ring.ops` until the reaper takes this entry's completion.
         unsafe { ring.ring.submission().push(&entry) }.map_err(|_| Errno::Again)?;
         ring.ops.insert(id, op);
+        self.counts.submitted += 1;
+        self.counts.fixed += u64::from(slot.is_some());
         // A failed enter leaves the entry queued; the reaper flushes it.
         let _ = ring.ring.submit();
         Ok(id)
@@ -174,6 +178,10 @@ impl Backend for Uring {
 
     fn in_flight(&self) -> usize {
         self.shared.lock().ops.len()
+    }
+
+    fn counts(&self) -> IoCounts {
+        self.counts
     }
 
     fn remember(&mut self, pages: &Arc<PinnedPages>) {

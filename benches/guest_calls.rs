@@ -1,0 +1,34 @@
+//! Guest→host call cost (issue: benchmarks, part d): a component guest pins
+//! and unpins a 64 KiB buffer through the WIT imports (`pin-user-pages-fast`,
+//! then a handle drop), against the same guest loop calling the cheapest
+//! import. Each guest `run` makes 10000 iterations; criterion reports per
+//! iteration.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use host_api::{MmHost, Quotas};
+use runtime_mm::PinMemoryCreator;
+
+fn guest_calls(c: &mut Criterion) {
+    let creator = PinMemoryCreator::new();
+    let mut config = wasmtime::Config::new();
+    creator.install(&mut config);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let mut linker = wasmtime::component::Linker::new(&engine);
+    host_api::add_to_linker(&mut linker, |h: &mut MmHost| h).unwrap();
+    let mut g = c.benchmark_group("guest_call");
+    g.throughput(Throughput::Elements(10_000));
+    for (name, guest) in [
+        ("pin_unpin_64k", "bench_pin_loop"),
+        ("empty_import", "bench_empty_loop"),
+    ] {
+        let component =
+            wasmtime::component::Component::new(&engine, wasm_pin_guests::component(guest).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, MmHost::new(Quotas::default()));
+        let instance = host_api::instantiate(&mut store, &linker, &component, &creator, |h| h).unwrap();
+        g.bench_function(name, |b| b.iter(|| instance.call_run(&mut store).unwrap().unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, guest_calls);
+criterion_main!(benches);

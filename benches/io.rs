@@ -1,0 +1,175 @@
+//! Zero-copy I/O benchmark (issue: benchmarks, part c): read a 256 MiB file
+//! (page cache warm) into a 256 MiB region, 1 MiB per transfer, via
+//! (i) native `pread` into a host `Vec` (the limit), (ii) our zero-copy sync
+//! `read-at` into pinned guest pages, (iii) our io_uring path (8 reads in
+//! flight on a registered long-term pin), (iv) a guest calling wasmtime-wasi's
+//! preview1 `fd_read` (the peer), (v) `pread` into a host buffer, then a copy
+//! into guest memory.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostFile as _, HostIoTicket, OpenFlags};
+use host_api::{BackendKind, IoConfig, MmHost, Quotas};
+use runtime_mm::{Mm, MmConfig};
+use std::collections::VecDeque;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Resource;
+
+const SIZE: usize = 256 << 20;
+const CHUNK: usize = 1 << 20;
+const DEST: u64 = 16 << 20;
+
+fn b<T: 'static>(r: &Resource<T>) -> Resource<T> {
+    Resource::new_borrow(r.rep())
+}
+
+fn input() -> PathBuf {
+    let dir = std::env::temp_dir().join("wasm-pin-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.bin");
+    if std::fs::metadata(&path).map(|m| m.len() as usize).ok() != Some(SIZE) {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..SIZE / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect();
+        std::fs::write(&path, data).unwrap();
+    }
+    // Warm the page cache.
+    std::fs::read(&path).unwrap();
+    path
+}
+
+fn host(backend: BackendKind, dir: PathBuf) -> (MmHost, Arc<Mm>) {
+    let mm = Mm::new(MmConfig {
+        initial_bytes: DEST + SIZE as u64,
+        memlock_limit_bytes: 2 * SIZE as u64,
+        ..Default::default()
+    })
+    .unwrap();
+    let quotas = Quotas {
+        max_pins: 64,
+        max_pinned_bytes: 2 * SIZE as u64,
+        max_longterm_bytes: 2 * SIZE as u64,
+    };
+    let io = IoConfig {
+        dir: Some(dir),
+        backend,
+        queue_depth: 16,
+        ..IoConfig::default()
+    };
+    let mut h = MmHost::new(quotas).with_io(io);
+    h.attach(mm.clone());
+    (h, mm)
+}
+
+fn read_256mib(c: &mut Criterion) {
+    let path = input();
+    let dir = path.parent().unwrap().to_path_buf();
+    let mut g = c.benchmark_group("read_256mib");
+    g.throughput(Throughput::Bytes(SIZE as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+
+    let file = std::fs::File::open(&path).unwrap();
+    let mut vec = vec![0u8; SIZE];
+    g.bench_function("native_pread_vec", |bch| {
+        bch.iter(|| {
+            for off in (0..SIZE).step_by(CHUNK) {
+                assert_eq!(file.read_at(&mut vec[off..off + CHUNK], off as u64).unwrap(), CHUNK);
+            }
+        })
+    });
+
+    // (ii) the guest pins each MiB of its region and reads into it.
+    let (mut h, _mm) = host(BackendKind::Threads, dir.clone());
+    let f = h.open("input.bin".into(), OpenFlags::READ).unwrap().unwrap();
+    g.bench_function("zero_copy_sync_read_at", |bch| {
+        bch.iter(|| {
+            for off in (0..SIZE).step_by(CHUNK) {
+                let pin = h
+                    .pin_user_pages_fast(DEST + off as u64, (CHUNK / 4096) as u32, GupFlags::WRITE)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    h.read_at(b(&f), b(&pin), 0, CHUNK as u32, off as u64).unwrap().unwrap() as usize,
+                    CHUNK
+                );
+                h.unpin(pin, true).unwrap();
+            }
+        })
+    });
+    drop(h);
+
+    // (iii) io_uring: one long-term pin of the region (a registered buffer),
+    // 8 reads in flight.
+    let (mut h, _mm) = host(BackendKind::IoUring, dir.clone());
+    if h.io_backend().is_ok() {
+        let f = h.open("input.bin".into(), OpenFlags::READ).unwrap().unwrap();
+        let region = h
+            .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
+            .unwrap()
+            .unwrap();
+        g.bench_function("zero_copy_io_uring_fixed", |bch| {
+            bch.iter(|| {
+                let mut inflight = VecDeque::new();
+                let mut next = 0;
+                while next < SIZE || !inflight.is_empty() {
+                    while next < SIZE && inflight.len() < 8 {
+                        let t = h.submit_read_at(b(&f), b(&region), next as u32, CHUNK as u32, next as u64);
+                        inflight.push_back(t.unwrap().unwrap());
+                        next += CHUNK;
+                    }
+                    let t = inflight.pop_front().unwrap();
+                    assert_eq!(h.wait(b(&t), 10_000).unwrap(), Some(Ok(CHUNK as u32)));
+                    HostIoTicket::drop(&mut h, t).unwrap();
+                }
+            })
+        });
+        assert_eq!(h.io_counts().fixed, h.io_counts().submitted);
+        h.unpin(region, true).unwrap();
+    } else {
+        println!("zero_copy_io_uring_fixed skipped: io_uring unavailable");
+    }
+    drop(h);
+
+    // (iv) the peer: wasmtime-wasi preview1 fd_read from a guest.
+    {
+        use wasmtime_wasi::p1::WasiP1Ctx;
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wasm_pin_guests::core_module("wasi_read_all").unwrap()).unwrap();
+        let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx).unwrap();
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadOnly).unwrap();
+        let mut store = wasmtime::Store::new(&engine, wasi.build_p1());
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let read_all = instance.get_typed_func::<(), i64>(&mut store, "read_all").unwrap();
+        g.bench_function("wasi_p1_fd_read", |bch| {
+            bch.iter(|| assert_eq!(read_all.call(&mut store, ()).unwrap(), SIZE as i64))
+        });
+    }
+
+    // (v) pread into a host buffer, then copy into guest memory.
+    let (_h, mm) = host(BackendKind::Threads, dir);
+    let mut staging = vec![0u8; CHUNK];
+    g.bench_function("pread_then_copy", |bch| {
+        bch.iter(|| {
+            for off in (0..SIZE).step_by(CHUNK) {
+                assert_eq!(file.read_at(&mut staging, off as u64).unwrap(), CHUNK);
+                mm.write(DEST + off as u64, &staging).unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, read_256mib);
+criterion_main!(benches);

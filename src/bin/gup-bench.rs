@@ -1,0 +1,162 @@
+//! `gup-bench`: a port of the kernel's gup_test driver
+//! (tools/testing/selftests/mm/gup_test.c) to `runtime_mm`, so its figures can
+//! sit beside published kernel numbers.
+//!
+//! ```text
+//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w]
+//! ```
+//! `-a` pin_user_pages_fast, `-b` pin_user_pages, `-L` pin_longterm_pages,
+//! `-u` get_user_pages_fast (default); `-n` pages per call (default 1, -1 =
+//! the whole region); `-w` asks for write access. Each thread takes and then
+//! releases the whole region once per repeat and prints, like the kernel tool,
+//! `<CMD>: Time: get:<µs> put:<µs> us`.
+
+use runtime_mm::{gup, GotPages, GupFlags, Mm, MmConfig, PinnedPages};
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Cmd {
+    PinFast,
+    PinBasic,
+    PinLongterm,
+    GupFast,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::PinFast => "PIN_FAST_BENCHMARK",
+            Cmd::PinBasic => "PIN_BASIC_TEST",
+            Cmd::PinLongterm => "PIN_LONGTERM_BENCHMARK",
+            Cmd::GupFast => "GUP_FAST_BENCHMARK",
+        }
+    }
+}
+
+struct Opts {
+    mb: u64,
+    per_call: i64,
+    repeats: u32,
+    threads: usize,
+    cmd: Cmd,
+    write: bool,
+}
+
+const USAGE: &str = "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w]";
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        mb: 128,
+        per_call: 1,
+        repeats: 1,
+        threads: 1,
+        cmd: Cmd::GupFast,
+        write: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> Result<i64, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{what} needs a number\n{USAGE}"))
+        };
+        match a.as_str() {
+            "-m" => o.mb = num("-m")?.max(1) as u64,
+            "-n" => o.per_call = num("-n")?,
+            "-r" => o.repeats = num("-r")?.max(1) as u32,
+            "-j" => o.threads = num("-j")?.max(1) as usize,
+            "-a" => o.cmd = Cmd::PinFast,
+            "-b" => o.cmd = Cmd::PinBasic,
+            "-L" => o.cmd = Cmd::PinLongterm,
+            "-u" => o.cmd = Cmd::GupFast,
+            "-w" => o.write = true,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    Ok(o)
+}
+
+/// A reference taken by one call, held only to be released (timed) on drop.
+#[allow(dead_code)]
+enum Held {
+    Pin(PinnedPages),
+    Get(GotPages),
+}
+
+fn take(mm: &Arc<Mm>, o: &Opts, start: u64, n: usize) -> Held {
+    let flags = if o.write { GupFlags::WRITE } else { GupFlags::empty() };
+    let r = match o.cmd {
+        Cmd::PinFast => gup::pin_user_pages_fast(mm, start, n, flags).map(Held::Pin),
+        Cmd::PinBasic => gup::pin_user_pages(mm, start, n, flags).map(Held::Pin),
+        Cmd::PinLongterm => gup::pin_longterm_pages(mm, start, n, flags).map(Held::Pin),
+        Cmd::GupFast => gup::get_user_pages_fast(mm, start, n, flags).map(Held::Get),
+    };
+    r.unwrap_or_else(|e| panic!("{} at {start:#x} ({n} pages): {e}", o.cmd.name()))
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let size = o.mb << 20;
+    let mm = Mm::new(MmConfig {
+        initial_bytes: size,
+        reservation_bytes: size,
+        guard_bytes: 0,
+        // Long-term pins lock the whole region (per thread it is the same pages).
+        memlock_limit_bytes: size,
+        ..Default::default()
+    })
+    .expect("reserving the region");
+    let page = mm.page_size();
+    let pages = (size / page) as usize;
+    let per_call = if o.per_call < 0 {
+        pages
+    } else {
+        (o.per_call as usize).clamp(1, pages)
+    };
+    // Touch every page, as gup_test's caller does, so the run measures GUP on
+    // present memory.
+    drop(gup::pin_user_pages(&mm, 0, pages, GupFlags::WRITE).expect("faulting the region in"));
+
+    let barrier = Arc::new(Barrier::new(o.threads));
+    let o = Arc::new(o);
+    let workers: Vec<_> = (0..o.threads)
+        .map(|_| {
+            let (mm, o, barrier) = (mm.clone(), o.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for _ in 0..o.repeats {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut held = Vec::with_capacity(pages.div_ceil(per_call));
+                    let mut next = 0;
+                    while next < pages {
+                        let n = per_call.min(pages - next);
+                        held.push(take(&mm, &o, next as u64 * page, n));
+                        next += n;
+                    }
+                    let get = start.elapsed();
+                    let start = Instant::now();
+                    drop(held);
+                    let put = start.elapsed();
+                    println!(
+                        "{}: Time: get:{} put:{} us",
+                        o.cmd.name(),
+                        get.as_micros(),
+                        put.as_micros()
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let s = mm.stats();
+    assert_eq!((s.pins_outstanding(), s.gets_outstanding(), s.locked_bytes), (0, 0, 0));
+}
