@@ -21,6 +21,27 @@ fn stem(p: &Path) -> String {
     p.file_stem().unwrap().to_str().unwrap().to_string()
 }
 
+/// Encodes a core module that carries its component type as a component.
+fn encode(core: &[u8], what: &Path) -> Vec<u8> {
+    ComponentEncoder::default()
+        .validate(true)
+        .module(core)
+        .and_then(|mut e| e.encode())
+        .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", what.display()))
+}
+
+/// Writes `bytes` to `OUT_DIR/file` and adds a `(name, bytes)` row to `table`.
+fn emit(table: &mut String, out: &Path, name: &str, file: &str, bytes: &[u8]) {
+    let dst = out.join(file);
+    std::fs::write(&dst, bytes).unwrap();
+    writeln!(
+        table,
+        "    ({name:?}, include_bytes!({:?})),",
+        dst.display().to_string()
+    )
+    .unwrap();
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
@@ -38,20 +59,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
         let mut core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
         embed_component_metadata(&mut core, &resolve, world, StringEncoding::UTF8).unwrap();
-        let component = ComponentEncoder::default()
-            .validate(true)
-            .module(&core)
-            .and_then(|mut e| e.encode())
-            .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", path.display()));
-        let dst = out.join(format!("{}.wasm", stem(&path)));
-        std::fs::write(&dst, component).unwrap();
-        writeln!(
-            table,
-            "    ({:?}, include_bytes!({:?})),",
-            stem(&path),
-            dst.display().to_string()
-        )
-        .unwrap();
+        let name = stem(&path);
+        emit(&mut table, &out, &name, &format!("{name}.wasm"), &encode(&core, &path));
     }
     // The Rust guest, if `rust/build.sh` has built it (it needs Debian's
     // rustc-web, which `.ci/run` installs): wit-bindgen already embedded the
@@ -59,33 +68,20 @@ fn main() {
     let rust = manifest.join("rust/target/wasm32-unknown-unknown/release/checksum_guest.wasm");
     println!("cargo:rerun-if-changed={}", rust.display());
     if let Ok(core) = std::fs::read(&rust) {
-        let component = ComponentEncoder::default()
-            .validate(true)
-            .module(&core)
-            .and_then(|mut e| e.encode())
-            .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", rust.display()));
-        let dst = out.join("rust_checksum.wasm");
-        std::fs::write(&dst, component).unwrap();
-        writeln!(
-            table,
-            "    (\"rust_checksum\", include_bytes!({:?})),",
-            dst.display().to_string()
-        )
-        .unwrap();
+        emit(
+            &mut table,
+            &out,
+            "rust_checksum",
+            "rust_checksum.wasm",
+            &encode(&core, &rust),
+        );
     }
     table.push_str("];\n\n/// Core-module guests (`add_to_core_linker` ABI), by file stem.\npub static CORE_MODULES: &[(&str, &[u8])] = &[\n");
     for path in wat_files(&manifest.join("wat-core")) {
         println!("cargo:rerun-if-changed={}", path.display());
         let core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        let dst = out.join(format!("{}.core.wasm", stem(&path)));
-        std::fs::write(&dst, core).unwrap();
-        writeln!(
-            table,
-            "    ({:?}, include_bytes!({:?})),",
-            stem(&path),
-            dst.display().to_string()
-        )
-        .unwrap();
+        let name = stem(&path);
+        emit(&mut table, &out, &name, &format!("{name}.core.wasm"), &core);
     }
     table.push_str("];\n");
     std::fs::write(out.join("guests.rs"), table).unwrap();

@@ -105,6 +105,20 @@ struct Model {
 }
 
 impl Model {
+    /// Drops one held reference `(is_pin, longterm, first, pages)`.
+    fn release(&mut self, (is_pin, lt, first, n): (bool, bool, u64, u64), dirty: bool) {
+        for p in first..first + n {
+            let pg = &mut self.pages[p as usize];
+            if is_pin {
+                pg.pins -= 1;
+            } else {
+                pg.gets -= 1;
+            }
+            pg.lt -= lt as u32;
+            pg.dirty |= dirty;
+        }
+    }
+
     fn locked(&self) -> u64 {
         self.pages.iter().filter(|p| p.lt > 0).count() as u64
     }
@@ -287,21 +301,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let i = index % held.len();
-                let (is_pin, lt, first, n) = m.held.remove(i);
+                let h = m.held.remove(i);
                 match held.remove(i) {
                     Held::Pin(p) => p.unpin_dirty(dirty),
                     Held::Get(g) => g.put_dirty(dirty),
                 }
-                for p in first..first + n {
-                    let pg = &mut m.pages[p as usize];
-                    if is_pin {
-                        pg.pins -= 1;
-                    } else {
-                        pg.gets -= 1;
-                    }
-                    pg.lt -= lt as u32;
-                    pg.dirty |= dirty;
-                }
+                m.release(h, dirty);
             }
             Op::Discard { page, pages } => {
                 let r = mm.discard(page * PAGE, pages * PAGE);
@@ -320,16 +325,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::DropAll => {
                 held.clear();
-                for (is_pin, lt, first, n) in m.held.drain(..) {
-                    for p in first..first + n {
-                        let pg = &mut m.pages[p as usize];
-                        if is_pin {
-                            pg.pins -= 1;
-                        } else {
-                            pg.gets -= 1;
-                        }
-                        pg.lt -= lt as u32;
-                    }
+                for h in std::mem::take(&mut m.held) {
+                    m.release(h, false);
                 }
             }
         }

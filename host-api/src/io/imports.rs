@@ -134,6 +134,32 @@ impl MmHost {
             Err(e) => ok(Err(e)),
         }
     }
+
+    /// `recv` into (`into`) or `send` from a range of a guest pin.
+    fn socket_io(
+        &mut self,
+        s: &Resource<TcpStream>,
+        buf: &Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        into: bool,
+    ) -> R<u32> {
+        let (_pin, ptr) = match self.buffer(buf, off, len, into) {
+            Ok(b) => b,
+            Err(e) => return ok(Err(e)),
+        };
+        let mut stream = self.table_ref().get(s).map_err(|_| trap("tcp-stream"))?;
+        // SAFETY: the range lies inside a pin held by the store's table for
+        // the whole call (a write pin if `into`); see `transfer`.
+        let n = unsafe {
+            if into {
+                stream.read(std::slice::from_raw_parts_mut(ptr, len as usize))
+            } else {
+                stream.write(std::slice::from_raw_parts(ptr, len as usize))
+            }
+        };
+        ok(n.map(|n| n as u32).map_err(io_err))
+    }
 }
 
 impl HostFile for MmHost {
@@ -246,26 +272,11 @@ impl HostTcpStream for MmHost {
     }
 
     fn send(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32) -> R<u32> {
-        let (_pin, ptr) = match self.buffer(&buf, off, len, false) {
-            Ok(b) => b,
-            Err(e) => return ok(Err(e)),
-        };
-        let mut stream = self.table_ref().get(&s).map_err(|_| trap("tcp-stream"))?;
-        // SAFETY: the range lies inside a pin held by the store's table for
-        // the whole call; see `transfer`.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr, len as usize) };
-        ok(stream.write(bytes).map(|n| n as u32).map_err(io_err))
+        self.socket_io(&s, &buf, off, len, false)
     }
 
     fn recv(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32) -> R<u32> {
-        let (_pin, ptr) = match self.buffer(&buf, off, len, true) {
-            Ok(b) => b,
-            Err(e) => return ok(Err(e)),
-        };
-        let mut stream = self.table_ref().get(&s).map_err(|_| trap("tcp-stream"))?;
-        // SAFETY: as in `send`; the pin was taken with `write`.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len as usize) };
-        ok(stream.read(bytes).map(|n| n as u32).map_err(io_err))
+        self.socket_io(&s, &buf, off, len, true)
     }
 
     fn drop(&mut self, s: Resource<TcpStream>) -> Result<()> {
