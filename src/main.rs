@@ -129,6 +129,9 @@ fn run(o: Options) -> wasmtime::Result<()> {
     let creator = PinMemoryCreator::new();
     let mut config = Config::new();
     creator.install(&mut config);
+    // Synchronous guests: skip component-model-async's per-call task
+    // bookkeeping (it more than doubles the cost of an import call).
+    config.concurrency_support(false);
     let engine = Engine::new(&config)?;
     let mut linker = Linker::new(&engine);
     host_api::add_to_linker(&mut linker, host)?;

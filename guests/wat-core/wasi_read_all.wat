@@ -11,7 +11,7 @@
   (func (export "read_all") (result i64)
     (local $fd i32) (local $err i32) (local $n i32) (local $total i64)
     (local.set $err (call $path_open (i32.const 3) (i32.const 0) (i32.const 0x20) (i32.const 9)
-      (i32.const 0) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 0x40)))
+      (i32.const 0) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 0x40)))
     (if (local.get $err) (then (return (i64.extend_i32_s (i32.sub (i32.const 0) (local.get $err))))))
     (local.set $fd (i32.load (i32.const 0x40)))
     (loop $more
