@@ -176,7 +176,8 @@ fn read_256mib(c: &mut Criterion) {
         let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx).unwrap();
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
-        wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadWrite).unwrap();
+        wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadWrite)
+            .unwrap();
         let mut store = wasmtime::Store::new(&engine, wasi.build_p1());
         let instance = linker.instantiate(&mut store, &module).unwrap();
         let read_all = instance.get_typed_func::<(), i64>(&mut store, "read_all").unwrap();
