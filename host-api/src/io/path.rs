@@ -4,6 +4,11 @@
 //! refuses absolute paths, `..` that climbs above the directory, and symlinks
 //! that lead out of it (`EXDEV`), and `RESOLVE_NO_MAGICLINKS` refuses
 //! `/proc/self/fd`-style links. Refusals come back as `acces`.
+//!
+//! Only regular files are opened: a FIFO, socket or device could block the
+//! host thread in `open` or in a transfer. The open itself is non-blocking so
+//! a FIFO cannot stall it, and anything but a regular file is refused
+//! (`isdir` for a directory, `acces` for the rest).
 
 use runtime_mm::Errno;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -43,7 +48,7 @@ pub(crate) fn open_beneath(dir: &OwnedFd, path: &str, mode: OpenMode) -> Result<
     if mode.truncate {
         flags |= OFlags::TRUNC;
     }
-    flags |= OFlags::CLOEXEC | OFlags::NOCTTY;
+    flags |= OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     // openat2 refuses a mode without O_CREAT.
     let perm = if mode.create {
@@ -51,5 +56,16 @@ pub(crate) fn open_beneath(dir: &OwnedFd, path: &str, mode: OpenMode) -> Result<
     } else {
         Mode::empty()
     };
-    rustix::fs::openat2(dir, path, flags, perm, resolve).map_err(|e| Errno::from_io(&e.into()))
+    let io = |e: rustix::io::Errno| Errno::from_io(&e.into());
+    let fd = rustix::fs::openat2(dir, path, flags, perm, resolve).map_err(io)?;
+    match rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io)?.st_mode) {
+        rustix::fs::FileType::RegularFile => {}
+        rustix::fs::FileType::Directory => return Err(Errno::IsDir),
+        _ => return Err(Errno::Acces),
+    }
+    // Back to blocking: io_uring honours O_NONBLOCK and would answer EAGAIN
+    // for uncached data instead of completing the read.
+    let fl = rustix::fs::fcntl_getfl(&fd).map_err(io)?;
+    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK).map_err(io)?;
+    Ok(fd)
 }

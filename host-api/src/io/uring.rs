@@ -247,3 +247,58 @@ impl Drop for Uring {
         // `shared`) before the fixed buffers' pins in `fixed`.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Completion;
+    use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+    use std::time::Duration;
+
+    /// Reads from an empty pipe never complete on their own: the queue fills
+    /// deterministically, and dropping the backend must cancel them, report
+    /// `Canceled` and release their pins.
+    #[test]
+    fn full_queue_is_again_and_drop_cancels_blocked_reads() {
+        let Ok(mut ring) = Uring::new(2) else {
+            println!("skipped: io_uring is unavailable here");
+            return;
+        };
+        let mm = Mm::new(MmConfig {
+            initial_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+        let pages = Arc::new(gup::pin_user_pages(&mm, 0, 4, GupFlags::WRITE).unwrap());
+        let (rx, _tx) = rustix::pipe::pipe().unwrap();
+        let rx = Arc::new(rx);
+        let mut op = || {
+            let done = Arc::new(Completion::default());
+            let op = Op {
+                read: true,
+                fd: rx.clone(),
+                pages: pages.clone(),
+                ptr: pages.as_mut_ptr().unwrap(),
+                len: 4096,
+                offset: 0,
+                done: done.clone(),
+            };
+            (ring.submit(op), done)
+        };
+        let (a, da) = op();
+        let (b, db) = op();
+        let (c, _) = op();
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(c.unwrap_err(), Errno::Again, "a third read into a queue of 2");
+        assert_eq!(
+            da.wait(Duration::from_millis(50)),
+            None,
+            "a pipe read with no writer data blocks"
+        );
+        assert_eq!(ring.in_flight(), 2);
+        drop(ring);
+        assert_eq!(da.poll(), Some(Err(Errno::Canceled)));
+        assert_eq!(db.poll(), Some(Err(Errno::Canceled)));
+        assert_eq!(Arc::strong_count(&pages), 1, "the cancelled reads released their pins");
+    }
+}
