@@ -4,8 +4,9 @@
 //!   pages: `pin_user_pages_fast` vs `pin_user_pages` (slow path) vs
 //!   `get_user_pages_fast`+put vs a page table behind one `Mutex`.
 //!   Throughput is in pages, so criterion prints time per page.
-//! - `scaling/<threads>/<disjoint|overlap>`: threads pinning 16-page ranges
-//!   of one shared memory, lock-free fast path vs the mutex baseline.
+//! - `scaling/<fn>/<threads>/<disjoint|overlap>/<pages>`: threads pinning
+//!   16- or 512-page ranges of one shared memory, lock-free fast path vs the
+//!   mutex baseline.
 
 mod mutex_baseline;
 
@@ -87,33 +88,35 @@ fn parallel(threads: usize, iters: u64, f: impl Fn(usize) + Sync) -> Duration {
 }
 
 fn scaling(c: &mut Criterion) {
-    const RANGE: usize = 16;
     let mut g = c.benchmark_group("scaling");
     let max_threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
-    let mm = present_mm((RANGE * max_threads) as u64);
-    let table = MutexTable::new(RANGE * max_threads);
-    for threads in (1..=max_threads).filter(|t| *t <= 2 || t.is_power_of_two()) {
-        g.throughput(Throughput::Elements((RANGE * threads) as u64));
-        for overlap in [false, true] {
-            let first = move |t: usize| if overlap { 0 } else { t * RANGE };
-            let param = format!("{threads}/{}", if overlap { "overlap" } else { "disjoint" });
-            g.bench_function(BenchmarkId::new("pin_user_pages_fast", &param), |b| {
-                b.iter_custom(|iters| {
-                    parallel(threads, iters, |t| {
-                        gup::pin_user_pages_fast(&mm, (first(t) as u64) * PAGE, RANGE, GupFlags::WRITE)
-                            .unwrap()
-                            .unpin()
+    // 16 pages: a small I/O, where per-call costs show; 512: a large one.
+    for range in [16usize, 512] {
+        let mm = present_mm((range * max_threads) as u64);
+        let table = MutexTable::new(range * max_threads);
+        for threads in (1..=max_threads).filter(|t| *t <= 2 || t.is_power_of_two()) {
+            g.throughput(Throughput::Elements((range * threads) as u64));
+            for overlap in [false, true] {
+                let first = move |t: usize| if overlap { 0 } else { t * range };
+                let param = format!("{threads}/{}/{range}", if overlap { "overlap" } else { "disjoint" });
+                g.bench_function(BenchmarkId::new("pin_user_pages_fast", &param), |b| {
+                    b.iter_custom(|iters| {
+                        parallel(threads, iters, |t| {
+                            gup::pin_user_pages_fast(&mm, (first(t) as u64) * PAGE, range, GupFlags::WRITE)
+                                .unwrap()
+                                .unpin()
+                        })
                     })
-                })
-            });
-            g.bench_function(BenchmarkId::new("mutex_baseline", &param), |b| {
-                b.iter_custom(|iters| {
-                    parallel(threads, iters, |t| {
-                        let n = table.pin(first(t), RANGE);
-                        table.unpin(first(t), n);
+                });
+                g.bench_function(BenchmarkId::new("mutex_baseline", &param), |b| {
+                    b.iter_custom(|iters| {
+                        parallel(threads, iters, |t| {
+                            let n = table.pin(first(t), range);
+                            table.unpin(first(t), n);
+                        })
                     })
-                })
-            });
+                });
+            }
         }
     }
     g.finish();
