@@ -46,7 +46,8 @@
 //! the data is dropped.
 //!
 //! Per page, uncontended: one Relaxed load of the entry (the leaf pointer is
-//! loaded once per 512 pages), three compare-and-branch tests, one `lock
+//! loaded once per 512 pages), four compare-and-branch tests (present and
+//! not frozen, writable if asked, counter room, long-term held), one `lock
 //! cmpxchg`, and the loop's bound check.
 
 use crate::gup::Request;
