@@ -47,15 +47,17 @@
 #![warn(missing_docs)]
 
 mod errno;
-mod fast_path;
+// The protocol modules are public for their documentation (entry format,
+// fast-path protocol, long-term accounting); their items stay crate-private.
+pub mod fast_path;
 mod flags;
 pub mod gup;
-mod longterm;
+pub mod longterm;
 mod mm;
-mod page_table;
+pub mod page_table;
 mod pinned;
 mod primitive;
-mod slow_path;
+pub mod slow_path;
 mod stats;
 #[cfg(feature = "wasmtime")]
 mod wasmtime_glue;
