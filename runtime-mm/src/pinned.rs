@@ -58,9 +58,7 @@ impl Held {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
-}
 
-impl Held {
     fn mark_dirty(&self) {
         let pfn = self.start >> self.mm.page_shift();
         self.mm.table.walk(pfn, self.nr as u64, |e| {
@@ -237,22 +235,24 @@ impl GotPages {
     }
 }
 
+impl Held {
+    fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("start", &self.start)
+            .field("len", &self.nr)
+            .field("flags", &self.req.flags())
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for PinnedPages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedPages")
-            .field("start", &self.start())
-            .field("len", &self.len())
-            .field("flags", &self.flags())
-            .finish()
+        self.0.debug("PinnedPages", f)
     }
 }
 
 impl std::fmt::Debug for GotPages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GotPages")
-            .field("start", &self.start())
-            .field("len", &self.len())
-            .field("flags", &self.flags())
-            .finish()
+        self.0.debug("GotPages", f)
     }
 }
