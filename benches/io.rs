@@ -82,6 +82,7 @@ fn host(backend: BackendKind, dir: PathBuf) -> (MmHost, Arc<Mm>) {
         max_pins: 64,
         max_pinned_bytes: 2 * SIZE as u64,
         max_longterm_bytes: 2 * SIZE as u64,
+        ..Default::default()
     };
     let io = IoConfig {
         dir: Some(dir),

@@ -101,6 +101,7 @@ fn quota_exhaustion_pins_nothing() {
         max_pins: 4,
         max_pinned_bytes: 16 * 4096,
         max_longterm_bytes: 4 * 4096,
+        ..Default::default()
     };
     let run = run_component("quotas", quotas);
     assert_eq!(run.result.as_ref().unwrap(), &Ok(()));

@@ -54,6 +54,7 @@ fn fx_with(backend: BackendKind, depth: u32, threads: usize) -> Fx {
         queue_depth: depth,
         threads,
         args: vec![],
+        ..Default::default()
     };
     let mut host = MmHost::new(Quotas::default()).with_io(io);
     host.attach(mm.clone());

@@ -50,6 +50,8 @@ impl From<runtime_mm::Errno> for Errno {
             E::NotConn => Errno::Notconn,
             E::TimedOut => Errno::Timedout,
             E::Canceled => Errno::Canceled,
+            E::MFile => Errno::Mfile,
+            E::NFile => Errno::Nfile,
         }
     }
 }
@@ -80,6 +82,8 @@ impl From<Errno> for runtime_mm::Errno {
             Errno::Notconn => E::NotConn,
             Errno::Timedout => E::TimedOut,
             Errno::Canceled => E::Canceled,
+            Errno::Mfile => E::MFile,
+            Errno::Nfile => E::NFile,
         }
     }
 }

@@ -4,10 +4,13 @@
 //! A core module's memory is found on every call through its `memory`
 //! export, looked up by base address in the [`PinMemoryCreator`]'s registry
 //! (the base never moves), so any number of instances may share one store.
+//! Each instance has its own handle table (`handles`), keyed by that memory:
+//! an instance can name only the pins and grants it was given itself, and a
+//! released handle is never reused for another object.
 
 use crate::host::{checksum, PinKind};
 use crate::{GuestGrant, GuestPin, MmHost};
-use runtime_mm::{Errno, GupFlags, Mm, PinMemoryCreator};
+use runtime_mm::{Errno, GupFlags, Mm, PinMemoryCreator, PinnedPages};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 use wasmtime::{Caller, Extern, Linker, Result};
@@ -34,30 +37,43 @@ fn neg(e: Errno) -> i32 {
     -e.raw()
 }
 
-fn handle_of<T>(r: Resource<T>) -> i32 {
-    // Table indices are small; +1 keeps 0 and negatives free for errors.
-    i32::try_from(r.rep()).map_or(neg(Errno::Again), |h| h.saturating_add(1))
-}
-
-fn resource<T: 'static>(handle: i32) -> Result<Resource<T>, Errno> {
-    match u32::try_from(handle) {
-        Ok(h) if h > 0 => Ok(Resource::new_own(h - 1)),
-        _ => Err(Errno::BadF),
-    }
-}
-
 fn i64_or_errno(r: Result<u64, Errno>) -> i64 {
     r.map_or_else(|e| i64::from(neg(e)), |v| v as i64)
 }
 
-/// Finds the caller's own memory and attaches it to the host state.
-fn caller_mm<T>(caller: &mut Caller<'_, T>, creator: &PinMemoryCreator) -> Result<Arc<Mm>, Errno> {
-    let base = match caller.get_export("memory") {
-        Some(Extern::Memory(m)) => m.data_ptr(&caller),
-        Some(Extern::SharedMemory(m)) => m.data().as_ptr().cast::<u8>().cast_mut(),
-        _ => return Err(Errno::Fault),
-    };
-    creator.mm_for_base(base).ok_or(Errno::OpNotSupp)
+/// The base address of the caller's `memory` export: its identity in the
+/// store (and the key of its handle table). `None` without one.
+fn caller_base<T>(caller: &mut Caller<'_, T>) -> Option<*mut u8> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Some(m.data_ptr(&caller)),
+        Some(Extern::SharedMemory(m)) => Some(m.data().as_ptr().cast::<u8>().cast_mut()),
+        _ => None,
+    }
+}
+
+/// The caller's own memory, as an `Mm` of this engine's creator.
+fn caller_mm<T>(caller: &mut Caller<'_, T>, creator: &PinMemoryCreator) -> Result<(usize, Arc<Mm>), Errno> {
+    // No `memory` export, or one not made by our creator: nothing pinnable.
+    let base = caller_base(caller).ok_or(Errno::OpNotSupp)?;
+    let mm = creator.mm_for_base(base).ok_or(Errno::OpNotSupp)?;
+    Ok((base as usize, mm))
+}
+
+/// The caller's handle table; a caller without a memory holds no handle.
+fn handles<'a, T>(
+    caller: &'a mut Caller<'_, T>,
+    get: fn(&mut T) -> &mut MmHost,
+) -> Result<(&'a mut MmHost, usize), Errno> {
+    let key = caller_base(caller).ok_or(Errno::BadF)? as usize;
+    Ok((get(caller.data_mut()), key))
+}
+
+/// Gives the caller a handle on a new pin; undoes the pin if it cannot.
+fn give_pin(host: &mut MmHost, key: usize, pin: Resource<GuestPin>) -> Result<i32, Errno> {
+    let rep = pin.rep();
+    host.core_handles(key).insert(&pin).inspect_err(|_| {
+        let _ = host.release(Resource::new_own(rep), false);
+    })
 }
 
 fn pin_local<T>(
@@ -70,12 +86,13 @@ fn pin_local<T>(
     bits: i32,
 ) -> i32 {
     let r = flags(bits).and_then(|f| {
-        let mm = caller_mm(caller, creator)?;
+        let (key, mm) = caller_mm(caller, creator)?;
         let host = get(caller.data_mut());
         host.attach(mm.clone());
-        host.pin(&mm, kind, start as u64, nr as u32, f)
+        let pin = host.pin(&mm, kind, start as u64, nr as u32, f)?;
+        give_pin(host, key, pin)
     });
-    r.map_or_else(neg, handle_of)
+    r.unwrap_or_else(neg)
 }
 
 fn pin_remote<T>(
@@ -88,11 +105,13 @@ fn pin_remote<T>(
     bits: i32,
 ) -> i32 {
     let r = flags(bits).and_then(|f| {
-        let host = get(caller.data_mut());
-        let mm = host.granted(&resource::<GuestGrant>(grant)?)?;
-        host.pin(&mm, kind, start as u64, nr as u32, f)
+        let (host, key) = handles(caller, get)?;
+        let grant = host.core_handles(key).get::<GuestGrant>(grant)?;
+        let mm = host.granted(&grant)?;
+        let pin = host.pin(&mm, kind, start as u64, nr as u32, f)?;
+        give_pin(host, key, pin)
     });
-    r.map_or_else(neg, handle_of)
+    r.unwrap_or_else(neg)
 }
 
 /// Adds the `gup` imports under [`MODULE`] to a core-module linker. `creator`
@@ -143,35 +162,48 @@ pub fn add_to_core_linker<T: 'static>(
             },
         )?;
     }
+    let creator1 = creator.clone();
     linker.func_wrap(MODULE, "open-grant", move |mut c: Caller<'_, T>, ptr: i32, len: i32| {
-        let name = read_guest_string(&mut c, ptr, len);
-        name.and_then(|n| get(c.data_mut()).open_grant(&n))
-            .map_or_else(neg, handle_of)
+        let r = caller_mm(&mut c, &creator1).and_then(|(key, mm)| {
+            let name = read_guest_string(&mm, ptr, len)?;
+            let host = get(c.data_mut());
+            let grant = host.open_grant(&name)?;
+            let rep = grant.rep();
+            host.core_handles(key).insert(&grant).inspect_err(|_| {
+                let _ = host.drop_grant(Resource::new_own(rep));
+            })
+        });
+        r.unwrap_or_else(neg)
     })?;
     linker.func_wrap(MODULE, "drop-grant", move |mut c: Caller<'_, T>, grant: i32| {
-        let r = resource::<GuestGrant>(grant).and_then(|g| get(c.data_mut()).drop_grant(g));
+        let r = handles(&mut c, get).and_then(|(host, key)| {
+            let g = host.core_handles(key).get::<GuestGrant>(grant)?;
+            host.drop_grant(g)?;
+            host.core_handles(key).remove::<GuestGrant>(grant).map(drop)
+        });
         r.map_or_else(neg, |()| 0)
     })?;
     linker.func_wrap(MODULE, "unpin", move |mut c: Caller<'_, T>, handle: i32, dirty: i32| {
-        let r = resource::<GuestPin>(handle).and_then(|h| get(c.data_mut()).release(h, dirty != 0));
+        let r = handles(&mut c, get).and_then(|(host, key)| {
+            let pin = host.core_handles(key).get::<GuestPin>(handle)?;
+            host.release(pin, dirty != 0)?;
+            host.core_handles(key).remove::<GuestPin>(handle).map(drop)
+        });
         r.map_or_else(neg, |()| 0)
     })?;
     linker.func_wrap(MODULE, "pinned-start", move |mut c: Caller<'_, T>, handle: i32| {
-        let host = get(c.data_mut());
-        i64_or_errno(resource::<GuestPin>(handle).and_then(|h| Ok(host.pinned(&h)?.pages.start())))
+        i64_or_errno(with_pin(&mut c, get, handle, |p| Ok(p.start())))
     })?;
     linker.func_wrap(MODULE, "pinned-len-pages", move |mut c: Caller<'_, T>, handle: i32| {
-        let host = get(c.data_mut());
-        i64_or_errno(resource::<GuestPin>(handle).and_then(|h| Ok(host.pinned(&h)?.pages.len() as u64)))
+        i64_or_errno(with_pin(&mut c, get, handle, |p| Ok(p.len() as u64)))
     })?;
     linker.func_wrap(
         MODULE,
         "pinned-checksum",
         move |mut c: Caller<'_, T>, handle: i32, off: i32, len: i32, seed: i32| {
-            let host = get(c.data_mut());
-            let r = resource::<GuestPin>(handle)
-                .and_then(|h| checksum(&host.pinned(&h)?.pages, off as u32, len as u32, seed as u32).map(u64::from));
-            i64_or_errno(r)
+            i64_or_errno(with_pin(&mut c, get, handle, |p| {
+                checksum(p, off as u32, len as u32, seed as u32).map(u64::from)
+            }))
         },
     )?;
     let creator2 = creator.clone();
@@ -179,13 +211,13 @@ pub fn add_to_core_linker<T: 'static>(
         MODULE,
         "page-maybe-dma-pinned",
         move |mut c: Caller<'_, T>, addr: i64| {
-            caller_mm(&mut c, &creator2).is_ok_and(|mm| mm.page_maybe_dma_pinned(addr as u64)) as i32
+            caller_mm(&mut c, &creator2).is_ok_and(|(_, mm)| mm.page_maybe_dma_pinned(addr as u64)) as i32
         },
     )?;
     linker.func_wrap(MODULE, "page-size", || Mm::host_page_size() as i32)?;
     let creator3 = creator.clone();
     linker.func_wrap(MODULE, "stats", move |mut c: Caller<'_, T>, out: i32| {
-        let r = caller_mm(&mut c, &creator3).and_then(|mm| {
+        let r = caller_mm(&mut c, &creator3).and_then(|(_, mm)| {
             let s = mm.stats();
             let fields = [
                 s.foll_pin_acquired,
@@ -213,15 +245,26 @@ pub fn add_to_core_linker<T: 'static>(
     Ok(())
 }
 
-fn read_guest_string<T>(caller: &mut Caller<'_, T>, ptr: i32, len: i32) -> Result<String, Errno> {
-    let Some(Extern::Memory(mem)) = caller.get_export("memory") else {
-        return Err(Errno::Fault);
-    };
-    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+/// Runs `f` on the caller's own pin behind `handle`.
+fn with_pin<T, R>(
+    caller: &mut Caller<'_, T>,
+    get: fn(&mut T) -> &mut MmHost,
+    handle: i32,
+    f: impl FnOnce(&PinnedPages) -> Result<R, Errno>,
+) -> Result<R, Errno> {
+    let (host, key) = handles(caller, get)?;
+    let pin = host.core_handles(key).get::<GuestPin>(handle)?;
+    f(&host.pinned(&pin)?.pages)
+}
+
+/// Reads a UTF-8 string from the guest's memory, shared or not, bounds
+/// checked by the `Mm`.
+fn read_guest_string(mm: &Mm, ptr: i32, len: i32) -> Result<String, Errno> {
+    let (ptr, len) = (ptr as u32, len as u32 as usize);
     if len > 4096 {
         return Err(Errno::Inval);
     }
     let mut buf = vec![0; len];
-    mem.read(&caller, ptr, &mut buf).map_err(|_| Errno::Fault)?;
+    mm.read(u64::from(ptr), &mut buf)?;
     String::from_utf8(buf).map_err(|_| Errno::Inval)
 }

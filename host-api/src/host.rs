@@ -1,5 +1,6 @@
 //! `MmHost`: the per-store state behind the pin imports, and the guest quotas.
 
+use crate::handles::CoreHandles;
 use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use runtime_mm::{gup, Errno, GupFlags, Mm, PinnedPages};
 use std::collections::HashMap;
@@ -7,9 +8,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 
-/// Per-guest limits set by the embedder. Exceeding one fails the pin (nothing
-/// is pinned): too many handles → `again` (retry after unpinning), too many
-/// bytes → `nomem`.
+/// Per-guest limits set by the embedder, checked before anything is created,
+/// so a guest over a quota gets an errno and the host is not touched.
+///
+/// - pins: too many handles → `again` (retry after unpinning), too many bytes
+///   → `nomem`; nothing is pinned;
+/// - files, sockets, grants, I/O tickets: one more than the quota → `mfile`,
+///   before any descriptor is created (so one guest cannot use up the host
+///   process's descriptors and starve the others).
+///
+/// Build with `..Default::default()` to keep the other limits:
+///
+/// ```
+/// let q = host_api::Quotas { max_files: 8, ..Default::default() };
+/// assert_eq!(q.max_sockets, host_api::Quotas::default().max_sockets);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     /// Most `pinned-pages` handles outstanding at once.
@@ -18,15 +31,73 @@ pub struct Quotas {
     pub max_pinned_bytes: u64,
     /// Most bytes pinned long-term at once.
     pub max_longterm_bytes: u64,
+    /// Most files open at once.
+    pub max_files: u32,
+    /// Most sockets (listeners and streams) open at once.
+    pub max_sockets: u32,
+    /// Most `memory-grant` handles open at once.
+    pub max_grants: u32,
+    /// Most `io-ticket`s alive at once (in flight or completed but not yet
+    /// dropped).
+    pub max_tickets: u32,
 }
 
 impl Default for Quotas {
-    /// 1024 handles, 256 MiB pinned, 64 MiB of it long-term.
+    /// 1024 pin handles, 256 MiB pinned, 64 MiB of it long-term; 256 files,
+    /// 64 sockets, 64 grants, 1024 tickets.
     fn default() -> Self {
         Quotas {
             max_pins: 1024,
             max_pinned_bytes: 256 << 20,
             max_longterm_bytes: 64 << 20,
+            max_files: 256,
+            max_sockets: 64,
+            max_grants: 64,
+            max_tickets: 1024,
+        }
+    }
+}
+
+/// The kinds of host object a guest can hold, each under its own quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Socket,
+    Grant,
+    Ticket,
+}
+
+/// How many objects of each kind a guest holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Objects {
+    /// Open files.
+    pub files: u32,
+    /// Open sockets (listeners and streams).
+    pub sockets: u32,
+    /// Open memory grants.
+    pub grants: u32,
+    /// Live I/O tickets.
+    pub tickets: u32,
+}
+
+impl Objects {
+    fn count(&mut self, kind: Kind) -> &mut u32 {
+        match kind {
+            Kind::File => &mut self.files,
+            Kind::Socket => &mut self.sockets,
+            Kind::Grant => &mut self.grants,
+            Kind::Ticket => &mut self.tickets,
+        }
+    }
+}
+
+impl Quotas {
+    fn max(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::File => self.max_files,
+            Kind::Socket => self.max_sockets,
+            Kind::Grant => self.max_grants,
+            Kind::Ticket => self.max_tickets,
         }
     }
 }
@@ -83,6 +154,10 @@ pub struct MmHost {
     pinned_bytes: u64,
     longterm_bytes: u64,
     grants: HashMap<String, Arc<Mm>>,
+    held: Objects,
+    /// Core-ABI handle tables, one per instance, keyed by the base address
+    /// of the instance's memory (unique in a store while the store lives).
+    core: HashMap<usize, CoreHandles>,
     pub(crate) io: IoState,
     printer: Option<Printer>,
 }
@@ -115,6 +190,8 @@ impl MmHost {
             pinned_bytes: 0,
             longterm_bytes: 0,
             grants: HashMap::new(),
+            held: Objects::default(),
+            core: HashMap::new(),
             io: IoState::new(IoConfig::default()),
             printer: None,
         }
@@ -197,6 +274,12 @@ impl MmHost {
     }
 
     /// Pins for the guest under the quotas and stores the handle.
+    ///
+    /// The byte quotas hold at every instant, also while the memory grows on
+    /// another thread (a shared memory, a granted peer): the request is
+    /// refused if, at the length seen now, it could take more than the room
+    /// left, and it is then *clamped* to that room, so a memory that grows
+    /// between the check and the pin cannot let the pin take more.
     pub(crate) fn pin(
         &mut self,
         mm: &Arc<Mm>,
@@ -208,17 +291,26 @@ impl MmHost {
         if self.pins >= self.quotas.max_pins {
             return Err(Errno::Again);
         }
-        // Check the byte quotas before pinning, against the most this call
-        // could take (no more than the memory holds past `start`), so that an
-        // over-quota request pins nothing.
-        let avail = mm.len().saturating_sub(start) / mm.page_size();
-        let want = u64::from(nr_pages).min(avail) * mm.page_size();
+        let page = mm.page_size();
         let room = self.quotas.max_pinned_bytes.saturating_sub(self.pinned_bytes);
-        let lt_room = self.quotas.max_longterm_bytes.saturating_sub(self.longterm_bytes);
-        if want > room || (kind.longterm() && want > lt_room) {
+        let room = if kind.longterm() {
+            room.min(self.quotas.max_longterm_bytes.saturating_sub(self.longterm_bytes))
+        } else {
+            room
+        };
+        let avail = mm.len().saturating_sub(start) / page;
+        if u64::from(nr_pages).min(avail) * page > room {
             return Err(Errno::NoMem);
         }
-        let nr = nr_pages as usize;
+        // The clamp, in whole pages: what the quota allows whatever `len` is
+        // by the time the pin reads it. A zero-page pin still checks `start`.
+        let nr = u64::from(nr_pages).min(room / page) as usize;
+        if nr == 0 && nr_pages > 0 {
+            // No room for one page: refuse, after the checks of `flags` and
+            // `start` that an empty pin makes (`inval`, `fault`).
+            drop(gup::pin_user_pages(mm, start, 0, flags)?);
+            return Err(if avail == 0 { Errno::Fault } else { Errno::NoMem });
+        }
         let pages = match kind {
             PinKind::User => gup::pin_user_pages(mm, start, nr, flags),
             PinKind::UserFast => gup::pin_user_pages_fast(mm, start, nr, flags),
@@ -228,6 +320,7 @@ impl MmHost {
             PinKind::LongtermRemote => gup::pin_longterm_pages_remote(mm, start, nr, flags),
         }?;
         let bytes = pages.byte_len() as u64;
+        debug_assert!(bytes <= room, "the clamp keeps every pin inside its quota");
         let handle = self
             .table
             .push(GuestPin { pages: Arc::new(pages) })
@@ -265,7 +358,7 @@ impl MmHost {
 
     pub(crate) fn open_grant(&mut self, name: &str) -> Result<Resource<GuestGrant>, Errno> {
         let mm = self.grants.get(name).ok_or(Errno::BadF)?.clone();
-        self.table.push(GuestGrant { mm }).map_err(|_| Errno::Again)
+        self.push(Kind::Grant, GuestGrant { mm })
     }
 
     pub(crate) fn granted(&self, grant: &Resource<GuestGrant>) -> Result<Arc<Mm>, Errno> {
@@ -273,7 +366,37 @@ impl MmHost {
     }
 
     pub(crate) fn drop_grant(&mut self, grant: Resource<GuestGrant>) -> Result<(), Errno> {
-        self.delete(grant).map(drop)
+        self.remove(Kind::Grant, grant).map(drop)
+    }
+
+    /// How many objects of each kind the guest holds now.
+    pub fn held(&self) -> Objects {
+        self.held
+    }
+
+    /// Refuses one more object of `kind` over its quota (`mfile`). Call
+    /// before creating the descriptor behind it.
+    pub(crate) fn admit(&self, kind: Kind) -> Result<(), Errno> {
+        let mut held = self.held;
+        if *held.count(kind) >= self.quotas.max(kind) {
+            return Err(Errno::MFile);
+        }
+        Ok(())
+    }
+
+    /// Stores a guest object of `kind` under its quota.
+    pub(crate) fn push<T: Send + 'static>(&mut self, kind: Kind, obj: T) -> Result<Resource<T>, Errno> {
+        self.admit(kind)?;
+        let r = self.table.push(obj).map_err(|_| Errno::MFile)?;
+        *self.held.count(kind) += 1;
+        Ok(r)
+    }
+
+    /// Removes a guest object of `kind`, checking its type first.
+    pub(crate) fn remove<T: 'static>(&mut self, kind: Kind, handle: Resource<T>) -> Result<T, Errno> {
+        let obj = self.delete(handle)?;
+        *self.held.count(kind) -= 1;
+        Ok(obj)
     }
 
     /// Removes a handle of type `T`. `ResourceTable::delete` removes the entry
@@ -282,6 +405,11 @@ impl MmHost {
     fn delete<T: 'static>(&mut self, handle: Resource<T>) -> Result<T, Errno> {
         self.table.get(&handle).map_err(|_| Errno::BadF)?;
         self.table.delete(handle).map_err(|_| Errno::BadF)
+    }
+
+    /// The core-ABI handle table of the instance whose memory is at `base`.
+    pub(crate) fn core_handles(&mut self, base: usize) -> &mut CoreHandles {
+        self.core.entry(base).or_default()
     }
 }
 

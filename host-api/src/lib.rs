@@ -31,13 +31,14 @@
 pub mod bindings;
 mod component;
 mod core_abi;
+mod handles;
 mod host;
 pub mod io;
 
 pub use bindings::{Errno, Guest, GupFlags, MmStats};
 pub use component::add_to_linker;
 pub use core_abi::{add_to_core_linker, MODULE as CORE_MODULE};
-pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Printer, Quotas};
+pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Objects, Printer, Quotas};
 pub use io::{BackendKind, IoConfig, IoCounts};
 
 use runtime_mm::PinMemoryCreator;

@@ -78,6 +78,13 @@ pub enum Errno {
     /// `ECANCELED`: the operation was cancelled.
     #[error("operation cancelled (ECANCELED)")]
     Canceled,
+    /// `EMFILE`: this guest holds as many objects of the kind as its quota
+    /// allows (or the process hit its descriptor limit).
+    #[error("too many open objects for this guest (EMFILE)")]
+    MFile,
+    /// `ENFILE`: the system's limit on open files is reached.
+    #[error("too many open files in the system (ENFILE)")]
+    NFile,
 }
 
 impl Errno {
@@ -110,12 +117,15 @@ impl Errno {
             Errno::NotConn => 107,
             Errno::TimedOut => 110,
             Errno::Canceled => 125,
+            Errno::MFile => 24,
+            Errno::NFile => 23,
         }
     }
 
     /// The closest value for a host I/O error: its own errno if this type has
     /// it (`EWOULDBLOCK` is `Again`, `EXDEV` from a path escaping its
-    /// directory is `Acces`), `Io` otherwise.
+    /// directory is `Acces`; `EMFILE`/`ENFILE` keep their own values), `Io`
+    /// otherwise.
     pub fn from_io(e: &std::io::Error) -> Errno {
         match e.raw_os_error() {
             Some(18) => Errno::Acces, // EXDEV: openat2 RESOLVE_BENEATH refusal
@@ -156,12 +166,14 @@ impl Errno {
             107 => Errno::NotConn,
             110 => Errno::TimedOut,
             125 => Errno::Canceled,
+            24 => Errno::MFile,
+            23 => Errno::NFile,
             _ => return None,
         })
     }
 
     /// Every value, for exhaustive tests and ABI tables.
-    pub const ALL: [Errno; 22] = [
+    pub const ALL: [Errno; 24] = [
         Errno::Inval,
         Errno::Fault,
         Errno::NoMem,
@@ -184,6 +196,8 @@ impl Errno {
         Errno::NotConn,
         Errno::TimedOut,
         Errno::Canceled,
+        Errno::MFile,
+        Errno::NFile,
     ];
 }
 
@@ -197,5 +211,14 @@ mod tests {
             assert_eq!(Errno::from_raw(e.raw()), Some(e));
         }
         assert_eq!(Errno::from_raw(0), None);
+    }
+
+    #[test]
+    fn descriptor_exhaustion_keeps_its_errno() {
+        let io = |raw| Errno::from_io(&std::io::Error::from_raw_os_error(raw));
+        assert_eq!(io(24), Errno::MFile);
+        assert_eq!(io(23), Errno::NFile);
+        assert_eq!(io(18), Errno::Acces);
+        assert_eq!(io(7), Errno::Io); // E2BIG: no closer value
     }
 }

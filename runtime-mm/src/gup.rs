@@ -21,7 +21,9 @@
 //! - `start` must be page aligned and `start + nr_pages * page_size` must not
 //!   overflow (`Inval`); flags must follow the [`GupFlags`] rules (`Inval`).
 //!   Flags are checked first; nothing is taken on any error.
-//! - `nr_pages == 0` returns an empty result.
+//! - `nr_pages == 0` returns an empty result, after the same checks of
+//!   `start`: aligned, no overflow (`Inval`), and `start <= len` (`Fault`), so
+//!   no result ever carries a start outside the memory.
 //! - The result may hold fewer pages than asked: the call stops at the end
 //!   of the accessible memory, at a page whose counter is full, and (with
 //!   `NOWAIT`) at a page that would need the lock or a fault-in. If it could
@@ -98,9 +100,8 @@ fn request(flags: GupFlags, extra: GupFlags, set: GupFlags) -> Result<Request, E
 /// the slow path on the rest; returns the count taken and, if fewer than
 /// asked, the error that stopped the slow path.
 fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Result<(usize, Option<Errno>), Errno> {
-    if nr_pages == 0 {
-        return Ok((0, None));
-    }
+    // `start` is checked before the zero-page shortcut: an empty result still
+    // carries `start`, and its accessors compute `base + start` from it.
     if start & (mm.page_size() - 1) != 0 {
         return Err(Errno::Inval);
     }
@@ -108,6 +109,15 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
         .checked_mul(mm.page_size())
         .and_then(|bytes| start.checked_add(bytes))
         .ok_or(Errno::Inval)?;
+    if nr_pages == 0 {
+        // An empty range may end where the memory ends (as `&s[len..]`); the
+        // memory never shrinks, so it stays in bounds.
+        return if start <= mm.len() {
+            Ok((0, None))
+        } else {
+            Err(Errno::Fault)
+        };
+    }
     let pfn = start >> mm.page_shift();
     let mut done = 0;
     let mut stop = None;

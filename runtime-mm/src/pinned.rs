@@ -30,8 +30,14 @@ impl Held {
     }
 
     fn ptr(&self) -> *mut u8 {
-        // SAFETY (of the arithmetic): `start` is inside the reservation.
-        unsafe { self.mm.base().add(self.start as usize) }
+        // `take` only builds a `Held` whose `start` is at most the memory's
+        // length (which never shrinks); the clamp keeps the pointer inside
+        // the reservation even if that invariant were ever broken.
+        debug_assert!(self.start <= self.mm.len());
+        let off = self.start.min(self.mm.capacity()) as usize;
+        // SAFETY: `off <= capacity`, so the result is within the reservation
+        // (or one past its accessible part), the same allocation as `base`.
+        unsafe { self.mm.base().add(off) }
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<*mut u8, Errno> {

@@ -89,14 +89,58 @@ fn pin_and_get_set_their_own_internal_bits() {
 #[test]
 fn zero_pages_is_an_empty_result() {
     let m = mm(4);
-    for (_, f) in PINS {
-        let p = f(&m, 3, 0, GupFlags::empty()).unwrap();
-        assert!(p.is_empty());
-        assert_eq!(p.start(), 3);
+    for (name, f) in PINS {
+        let p = f(&m, 2 * PAGE, 0, GupFlags::empty()).unwrap();
+        assert!(p.is_empty(), "{name}");
+        assert_eq!((p.start(), p.byte_len()), (2 * PAGE, 0), "{name}");
+        // An empty range may end at the memory's end, as `&s[len..]`.
+        assert!(f(&m, 4 * PAGE, 0, GupFlags::empty()).unwrap().is_empty(), "{name}");
     }
-    for (_, f) in GETS {
-        assert!(f(&m, 1 << 40, 0, GupFlags::empty()).unwrap().is_empty());
+    for (name, f) in GETS {
+        assert!(f(&m, 0, 0, GupFlags::empty()).unwrap().is_empty(), "{name}");
     }
+    assert_eq!(m.stats().foll_pin_acquired, 0);
+}
+
+/// Issue 9.1: `start` is validated before the zero-page shortcut, so no
+/// empty result carries a start that could not have been pinned, and its
+/// pointer accessors stay inside the memory.
+#[test]
+fn zero_pages_still_validate_start() {
+    let m = mm(4);
+    let cases = [
+        (3, Errno::Inval),                      // unaligned
+        (u64::MAX, Errno::Inval),               // unaligned and at the top
+        (u64::MAX & !(PAGE - 1), Errno::Fault), // aligned, far outside
+        (5 * PAGE, Errno::Fault),               // just past the end
+        (1 << 40, Errno::Fault),                // past the reservation
+    ];
+    for (start, want) in cases {
+        for (name, f) in PINS {
+            assert_eq!(
+                f(&m, start, 0, GupFlags::empty()).unwrap_err(),
+                want,
+                "{name} {start:#x}"
+            );
+        }
+        for (name, f) in GETS {
+            assert_eq!(
+                f(&m, start, 0, GupFlags::empty()).unwrap_err(),
+                want,
+                "{name} {start:#x}"
+            );
+        }
+    }
+    // Flags are still checked first.
+    assert_eq!(pin_user_pages(&m, 1 << 40, 0, GupFlags::PIN).unwrap_err(), Errno::Inval);
+    // The accessors of an empty result at the end point at the end, not past it.
+    let p = pin_user_pages(&m, 4 * PAGE, 0, GupFlags::WRITE).unwrap();
+    let end = m.base() as usize + m.len() as usize;
+    assert_eq!(p.as_ptr() as usize, end);
+    assert_eq!(p.as_mut_ptr().unwrap() as usize, end);
+    assert_eq!(p.read(0, &mut [0u8; 1]), Err(Errno::Fault));
+    assert_eq!(p.write(0, &[1]), Err(Errno::Fault));
+    assert!(p.read(0, &mut []).is_ok());
     assert_eq!(m.stats().foll_pin_acquired, 0);
 }
 

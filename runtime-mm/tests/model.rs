@@ -136,12 +136,14 @@ fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Res
     if is_pin && flags & 0x04 != 0 || !remote && flags & 0x2000 != 0 {
         return Err(Errno::Inval);
     }
-    if nr == 0 {
-        return Ok(0);
-    }
     let addr = start.addr();
     if !addr.is_multiple_of(PAGE) || addr.checked_add(nr as u64 * PAGE).is_none() {
         return Err(Errno::Inval);
+    }
+    if nr == 0 {
+        // `start` is checked even for zero pages; an empty range may end at
+        // the end of the memory.
+        return if addr <= m.len * PAGE { Ok(0) } else { Err(Errno::Fault) };
     }
     let first = addr / PAGE;
     if first >= m.len {

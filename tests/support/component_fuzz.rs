@@ -105,6 +105,7 @@ pub fn run(calls: &[Call], backend: BackendKind) {
         max_pins: 16,
         max_pinned_bytes: 48 << 12,
         max_longterm_bytes: 8 << 12,
+        ..Default::default()
     };
     let io = IoConfig {
         dir: Some(dir.clone()),
@@ -112,6 +113,7 @@ pub fn run(calls: &[Call], backend: BackendKind) {
         queue_depth: 4,
         threads: 1,
         args: vec![],
+        ..Default::default()
     };
     let mut h = MmHost::new(quotas).with_io(io);
     h.attach(mm.clone());

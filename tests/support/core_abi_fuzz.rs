@@ -60,6 +60,7 @@ pub fn run(calls: &[Call]) {
         max_pins: 8,
         max_pinned_bytes: 64 << 12,
         max_longterm_bytes: 8 << 12,
+        ..Default::default()
     };
     let mut host = MmHost::new(quotas);
     host.grant("peer", peer.clone());

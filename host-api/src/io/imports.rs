@@ -1,16 +1,17 @@
 //! The `zero-copy-io` and `environment` imports, implemented on [`MmHost`].
 
 use super::path::{open_beneath, OpenMode};
-use super::{transfer, BackendKind, GuestFile, GuestTicket, Op};
+use super::{syscall_result, transfer, BackendKind, GuestFile, GuestTicket, Op};
 use crate::bindings::wasm_pin::mm::environment;
 use crate::bindings::wasm_pin::mm::zero_copy_io::{
     self as zio, Backend as WitBackend, Errno, HostFile, HostIoTicket, HostTcpListener, HostTcpStream, IoSlice,
     OpenFlags,
 };
+use crate::host::Kind;
 use crate::{GuestPin, MmHost};
 use runtime_mm::{Errno as E, PinnedPages};
-use std::io::{IoSlice as StdIoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Resource;
@@ -74,31 +75,35 @@ impl MmHost {
 
     fn vectored(&mut self, f: &Resource<GuestFile>, read: bool, bufs: &[IoSlice], at: u64) -> R<u64> {
         let fd = self.file(f)?;
-        let mut ranges = Vec::with_capacity(bufs.len());
+        let mut pins = Vec::with_capacity(bufs.len());
+        let mut iov = Vec::with_capacity(bufs.len());
         for s in bufs {
             match self.buffer(&s.buf, s.offset, s.len, read) {
-                Ok((pin, ptr)) => ranges.push((pin, ptr, s.len as usize)),
+                Ok((pin, ptr)) => {
+                    pins.push(pin);
+                    iov.push(libc::iovec {
+                        iov_base: ptr.cast(),
+                        iov_len: s.len as usize,
+                    });
+                }
                 Err(e) => return ok(Err(e)),
             }
         }
-        // SAFETY: each range lies inside a pin held in `ranges` for the whole
-        // call (write pins for reads into them); see `transfer`.
-        let r = unsafe {
+        let cnt = i32::try_from(iov.len()).map_err(|_| trap("io-slice list"))?;
+        // SAFETY: each iovec is a raw pointer + length inside a pin held in
+        // `pins` for the whole call (a write pin for reads into it). No Rust
+        // reference to guest memory is formed, so slices that overlap each
+        // other, or bytes other guest threads write meanwhile, alias nothing
+        // Rust knows of: only the kernel touches them, as a device would.
+        let n = unsafe {
             if read {
-                let mut io: Vec<IoSliceMut<'_>> = ranges
-                    .iter()
-                    .map(|(_, p, l)| IoSliceMut::new(std::slice::from_raw_parts_mut(*p, *l)))
-                    .collect();
-                rustix::io::preadv(&*fd, &mut io, at)
+                libc::preadv(fd.as_raw_fd(), iov.as_ptr(), cnt, at as libc::off_t)
             } else {
-                let io: Vec<StdIoSlice<'_>> = ranges
-                    .iter()
-                    .map(|(_, p, l)| StdIoSlice::new(std::slice::from_raw_parts(*p, *l)))
-                    .collect();
-                rustix::io::pwritev(&*fd, &io, at)
+                libc::pwritev(fd.as_raw_fd(), iov.as_ptr(), cnt, at as libc::off_t)
             }
         };
-        ok(r.map(|n| n as u64).map_err(|e| io_err(e.into())))
+        drop(pins);
+        ok(syscall_result(n).map(|n| n as u64))
     }
 
     fn submit(
@@ -111,6 +116,9 @@ impl MmHost {
         at: u64,
     ) -> R<Resource<GuestTicket>> {
         let fd = self.file(f)?;
+        if let Err(e) = self.admit(Kind::Ticket) {
+            return ok(Err(e));
+        }
         let (pages, ptr) = match self.buffer(buf, off, len, read) {
             Ok(b) => b,
             Err(e) => return ok(Err(e)),
@@ -130,7 +138,17 @@ impl MmHost {
             b.submit(op)
         });
         match r {
-            Ok(id) => ok(self.table().push(GuestTicket { id, done }).map_err(|_| E::Again)),
+            Ok(id) => match self.push(Kind::Ticket, GuestTicket { id, done: done.clone() }) {
+                Ok(t) => ok(Ok(t)),
+                Err(e) => {
+                    // Over the ticket quota: the transfer was started, so
+                    // cancel it (its pin is held until it ends).
+                    if let Ok(b) = self.io.backend() {
+                        b.cancel(id);
+                    }
+                    ok(Err(e))
+                }
+            },
             Err(e) => ok(Err(e)),
         }
     }
@@ -148,17 +166,17 @@ impl MmHost {
             Ok(b) => b,
             Err(e) => return ok(Err(e)),
         };
-        let mut stream = self.table_ref().get(s).map_err(|_| trap("tcp-stream"))?;
-        // SAFETY: the range lies inside a pin held by the store's table for
-        // the whole call (a write pin if `into`); see `transfer`.
+        let fd = self.table_ref().get(s).map_err(|_| trap("tcp-stream"))?.as_raw_fd();
+        // SAFETY: raw pointer + length inside a pin held by the store's table
+        // for the whole call (a write pin if `into`); see `transfer`.
         let n = unsafe {
             if into {
-                stream.read(std::slice::from_raw_parts_mut(ptr, len as usize))
+                libc::recv(fd, ptr.cast(), len as usize, 0)
             } else {
-                stream.write(std::slice::from_raw_parts(ptr, len as usize))
+                libc::send(fd, ptr.cast(), len as usize, libc::MSG_NOSIGNAL)
             }
         };
-        ok(n.map(|n| n as u32).map_err(io_err))
+        ok(syscall_result(n).map(|n| n as u32))
     }
 }
 
@@ -215,7 +233,7 @@ impl HostFile for MmHost {
 
     fn drop(&mut self, f: Resource<GuestFile>) -> Result<()> {
         // Transfers in flight hold their own reference to the descriptor.
-        self.table().delete(f).map(drop).map_err(|_| trap("file"))
+        self.remove(Kind::File, f).map(drop).map_err(|_| trap("file"))
     }
 }
 
@@ -233,7 +251,7 @@ impl HostIoTicket for MmHost {
     }
 
     fn drop(&mut self, t: Resource<GuestTicket>) -> Result<()> {
-        let t = self.table().delete(t).map_err(|_| trap("io-ticket"))?;
+        let t = self.remove(Kind::Ticket, t).map_err(|_| trap("io-ticket"))?;
         if t.done.poll().is_none() {
             if let Ok(b) = self.io.backend() {
                 b.cancel(t.id);
@@ -245,8 +263,10 @@ impl HostIoTicket for MmHost {
 
 impl HostTcpListener for MmHost {
     fn bind(&mut self, port: u16) -> R<Resource<TcpListener>> {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(io_err);
-        ok(l.and_then(|l| self.table().push(l).map_err(|_| E::Again)))
+        let l = self
+            .admit(Kind::Socket)
+            .and_then(|()| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(io_err));
+        ok(l.and_then(|l| self.push(Kind::Socket, l)))
     }
 
     fn local_port(&mut self, l: Resource<TcpListener>) -> Result<u16> {
@@ -255,20 +275,25 @@ impl HostTcpListener for MmHost {
     }
 
     fn accept(&mut self, l: Resource<TcpListener>) -> R<Resource<TcpStream>> {
+        if let Err(e) = self.admit(Kind::Socket) {
+            return ok(Err(e));
+        }
         let l = self.table_ref().get(&l).map_err(|_| trap("tcp-listener"))?;
         let s = l.accept().map(|(s, _)| s).map_err(io_err);
-        ok(s.and_then(|s| self.table().push(s).map_err(|_| E::Again)))
+        ok(s.and_then(|s| self.push(Kind::Socket, s)))
     }
 
     fn drop(&mut self, l: Resource<TcpListener>) -> Result<()> {
-        self.table().delete(l).map(drop).map_err(|_| trap("tcp-listener"))
+        self.remove(Kind::Socket, l).map(drop).map_err(|_| trap("tcp-listener"))
     }
 }
 
 impl HostTcpStream for MmHost {
     fn connect(&mut self, port: u16) -> R<Resource<TcpStream>> {
-        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(io_err);
-        ok(s.and_then(|s| self.table().push(s).map_err(|_| E::Again)))
+        let s = self
+            .admit(Kind::Socket)
+            .and_then(|()| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(io_err));
+        ok(s.and_then(|s| self.push(Kind::Socket, s)))
     }
 
     fn send(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32) -> R<u32> {
@@ -280,7 +305,7 @@ impl HostTcpStream for MmHost {
     }
 
     fn drop(&mut self, s: Resource<TcpStream>) -> Result<()> {
-        self.table().delete(s).map(drop).map_err(|_| trap("tcp-stream"))
+        self.remove(Kind::Socket, s).map(drop).map_err(|_| trap("tcp-stream"))
     }
 }
 
@@ -292,8 +317,11 @@ impl zio::Host for MmHost {
             create: flags.contains(OpenFlags::CREATE),
             truncate: flags.contains(OpenFlags::TRUNCATE),
         };
-        let fd = self.io.dir().and_then(|dir| open_beneath(dir, &path, mode));
-        ok(fd.and_then(|fd| self.table().push(GuestFile { fd: Arc::new(fd) }).map_err(|_| E::Again)))
+        let fd = self
+            .admit(Kind::File)
+            .and_then(|()| self.io.dir())
+            .and_then(|dir| open_beneath(dir, &path, mode));
+        ok(fd.and_then(|fd| self.push(Kind::File, GuestFile { fd: Arc::new(fd) })))
     }
 
     fn io_backend(&mut self) -> Result<WitBackend> {

@@ -24,7 +24,7 @@ mod threads;
 mod uring;
 
 use runtime_mm::{Errno, PinnedPages};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -54,10 +54,15 @@ pub struct IoConfig {
     pub threads: usize,
     /// The guest's `environment.args`.
     pub args: Vec<String>,
+    /// How long dropping the store waits for transfers already inside the
+    /// kernel; past it, their threads are detached, each still holding its
+    /// transfer's pin until the syscall returns.
+    pub shutdown_wait: Duration,
 }
 
 impl Default for IoConfig {
-    /// No directory, `Auto` backend, 64 transfers in flight, 2 workers.
+    /// No directory, `Auto` backend, 64 transfers in flight, 2 workers,
+    /// 1 s shutdown wait.
     fn default() -> Self {
         IoConfig {
             dir: None,
@@ -65,6 +70,7 @@ impl Default for IoConfig {
             queue_depth: 64,
             threads: 2,
             args: Vec::new(),
+            shutdown_wait: Duration::from_secs(1),
         }
     }
 }
@@ -138,6 +144,10 @@ pub(crate) trait Backend: Send {
     fn kind(&self) -> BackendKind;
     /// Transfers started and not yet completed.
     fn in_flight(&self) -> usize;
+    /// Transfers the backend keeps per-transfer state for (bounded by the
+    /// queue depth; completed transfers leave nothing behind).
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn tracked(&self) -> usize;
     /// A long-term pin the guest may use for many transfers: the backend may
     /// register it (io_uring fixed buffers) until [`Backend::forget`].
     fn remember(&mut self, _pages: &Arc<PinnedPages>) {}
@@ -220,13 +230,20 @@ impl IoState {
 }
 
 fn make_backend(config: &IoConfig) -> Result<Box<dyn Backend>, Errno> {
-    let threads = || Box::new(threads::Threads::new(config.threads.max(1), config.queue_depth)) as Box<dyn Backend>;
+    let threads = || {
+        Box::new(threads::Threads::new(
+            config.threads.max(1),
+            config.queue_depth,
+            config.shutdown_wait,
+        )) as Box<dyn Backend>
+    };
     match config.backend {
         BackendKind::Threads => Ok(threads()),
         #[cfg(target_os = "linux")]
-        BackendKind::IoUring => Ok(Box::new(uring::Uring::new(config.queue_depth)?)),
+        BackendKind::IoUring => Ok(Box::new(uring::Uring::new(config.queue_depth, config.shutdown_wait)?)),
         #[cfg(target_os = "linux")]
-        BackendKind::Auto => Ok(uring::Uring::new(config.queue_depth).map_or_else(|_| threads(), |u| Box::new(u) as _)),
+        BackendKind::Auto => Ok(uring::Uring::new(config.queue_depth, config.shutdown_wait)
+            .map_or_else(|_| threads(), |u| Box::new(u) as _)),
         #[cfg(not(target_os = "linux"))]
         BackendKind::IoUring => Err(Errno::OpNotSupp),
         #[cfg(not(target_os = "linux"))]
@@ -239,14 +256,21 @@ fn make_backend(config: &IoConfig) -> Result<Box<dyn Backend>, Errno> {
 pub(crate) fn transfer(fd: &OwnedFd, read: bool, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
     // SAFETY: callers pass a range inside a pin they hold for the whole call,
     // so the pages are mapped and present; `read` transfers need a write pin
-    // (checked when the range was resolved). Other guest threads may touch the
-    // bytes concurrently, as with any DMA buffer.
-    let r = unsafe {
+    // (checked when the range was resolved). Guest memory goes to the kernel
+    // as raw pointer + length, never as a Rust reference: other guest threads
+    // may touch the bytes concurrently, as with any DMA buffer, and no
+    // aliasing rule is asserted over them.
+    let n = unsafe {
         if read {
-            rustix::io::pread(fd, std::slice::from_raw_parts_mut(ptr, len as usize), offset)
+            libc::pread(fd.as_raw_fd(), ptr.cast(), len as usize, offset as libc::off_t)
         } else {
-            rustix::io::pwrite(fd, std::slice::from_raw_parts(ptr, len as usize), offset)
+            libc::pwrite(fd.as_raw_fd(), ptr.cast(), len as usize, offset as libc::off_t)
         }
     };
-    r.map(|n| n as u32).map_err(|e| Errno::from_io(&e.into()))
+    syscall_result(n).map(|n| n as u32)
+}
+
+/// A byte count from a syscall, or its errno.
+pub(crate) fn syscall_result(n: isize) -> Result<usize, Errno> {
+    usize::try_from(n).map_err(|_| Errno::from_io(&std::io::Error::last_os_error()))
 }

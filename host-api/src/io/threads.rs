@@ -3,20 +3,39 @@
 //!
 //! A full queue refuses the submission with `again`. Cancelling a transfer
 //! that no worker has started completes it with `canceled` without touching
-//! the buffer; one already running finishes. Dropping the backend cancels
-//! everything queued and joins the workers, so no worker outlives the store.
+//! the buffer; one already running finishes. Only queued transfers are
+//! tracked (`pending`), so cancelling one that already ran leaves nothing
+//! behind.
+//!
+//! Dropping the backend cancels everything queued and waits for the workers
+//! up to `shutdown_wait`. A worker still inside a syscall then (a `pread` on
+//! a hung device never returns) is **detached**, not waited for: it owns its
+//! transfer, whose `Arc<PinnedPages>` keeps the pages pinned and mapped and
+//! whose `Arc<OwnedFd>` keeps the file open, so whatever the kernel writes
+//! later lands in pinned guest pages, and the pin is released when the
+//! syscall returns and the worker exits. The store's drop is never blocked
+//! for longer than the wait.
 
 use super::{transfer, Backend, BackendKind, IoCounts, Op};
 use runtime_mm::Errno;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a worker does with a transfer (a parameter so tests can stand in a
+/// syscall that never returns).
+pub(crate) type Exec = fn(&Op) -> Result<u32, Errno>;
+
+fn exec_transfer(op: &Op) -> Result<u32, Errno> {
+    transfer(&op.fd, op.read, op.ptr, op.len, op.offset)
+}
 
 struct Shared {
-    /// Ids whose cancellation was asked for before a worker took them.
-    cancelled: Mutex<HashSet<u64>>,
+    /// Queued transfers not yet taken by a worker: id → cancel requested.
+    pending: Mutex<HashMap<u64, bool>>,
     in_flight: AtomicUsize,
     shutdown: AtomicBool,
 }
@@ -26,14 +45,19 @@ pub(crate) struct Threads {
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     next: u64,
+    shutdown_wait: Duration,
 }
 
 impl Threads {
-    pub(crate) fn new(threads: usize, depth: u32) -> Threads {
+    pub(crate) fn new(threads: usize, depth: u32, shutdown_wait: Duration) -> Threads {
+        Threads::with_exec(threads, depth, shutdown_wait, exec_transfer)
+    }
+
+    pub(crate) fn with_exec(threads: usize, depth: u32, shutdown_wait: Duration, exec: Exec) -> Threads {
         let (tx, rx) = sync_channel::<(u64, Op)>(depth.max(1) as usize);
         let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared {
-            cancelled: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         });
@@ -42,7 +66,7 @@ impl Threads {
                 let (rx, shared) = (rx.clone(), shared.clone());
                 std::thread::Builder::new()
                     .name(format!("wasm-pin-io-{i}"))
-                    .spawn(move || worker(&rx, &shared))
+                    .spawn(move || worker(&rx, &shared, exec))
                     .expect("spawning an I/O worker")
             })
             .collect();
@@ -51,19 +75,29 @@ impl Threads {
             workers,
             shared,
             next: 0,
+            shutdown_wait,
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, bool>> {
+        self.shared.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn worker(rx: &Mutex<Receiver<(u64, Op)>>, shared: &Shared) {
+fn worker(rx: &Mutex<Receiver<(u64, Op)>>, shared: &Shared, exec: Exec) {
     loop {
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((id, op)) = next else { return };
-        let cancelled = shared.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let cancelled = shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .unwrap_or(false);
         let r = if cancelled || shared.shutdown.load(Ordering::Acquire) {
             Err(Errno::Canceled)
         } else {
-            transfer(&op.fd, op.read, op.ptr, op.len, op.offset)
+            exec(&op)
         };
         // Release the pin and the file before reporting, so a guest that saw
         // the completion sees the pages unpinned by this transfer.
@@ -80,9 +114,12 @@ impl Backend for Threads {
         let id = self.next;
         let tx = self.tx.as_ref().ok_or(Errno::Canceled)?;
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Listed before it is queued, so a worker always finds its entry.
+        self.pending().insert(id, false);
         match tx.try_send((id, op)) {
             Ok(()) => Ok(id),
             Err(e) => {
+                self.pending().remove(&id);
                 self.next -= 1;
                 self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
@@ -94,11 +131,11 @@ impl Backend for Threads {
     }
 
     fn cancel(&mut self, id: u64) {
-        self.shared
-            .cancelled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        // Only a queued transfer can still be cancelled; for one a worker
+        // took (running or done) there is nothing to record.
+        if let Some(c) = self.pending().get_mut(&id) {
+            *c = true;
+        }
     }
 
     fn kind(&self) -> BackendKind {
@@ -107,6 +144,10 @@ impl Backend for Threads {
 
     fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    fn tracked(&self) -> usize {
+        self.pending().len()
     }
 
     fn counts(&self) -> IoCounts {
@@ -121,8 +162,101 @@ impl Drop for Threads {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
         drop(self.tx.take()); // workers drain the queue (as cancelled) and exit
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        let deadline = Instant::now() + self.shutdown_wait;
+        join_until(self.workers.drain(..).collect(), deadline);
+    }
+}
+
+/// Joins the threads that finish by `deadline`; the rest are detached (see
+/// the module docs for why that is safe). Returns how many were detached.
+pub(crate) fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
+    let mut left = threads;
+    loop {
+        let (done, running): (Vec<_>, Vec<_>) = left.into_iter().partition(JoinHandle::is_finished);
+        for t in done {
+            let _ = t.join();
         }
+        left = running;
+        if left.is_empty() || Instant::now() >= deadline {
+            return left.len();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Completion;
+    use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+    use std::os::fd::OwnedFd;
+
+    fn op(read: bool) -> (Op, Arc<Completion>, Arc<Mm>) {
+        let mm = Mm::new(MmConfig {
+            initial_bytes: 1 << 16,
+            ..Default::default()
+        })
+        .unwrap();
+        let pages = Arc::new(gup::pin_user_pages(&mm, 0, 1, GupFlags::WRITE).unwrap());
+        let fd: OwnedFd = std::fs::File::open("/dev/zero").unwrap().into();
+        let done = Arc::new(Completion::default());
+        let op = Op {
+            read,
+            fd: Arc::new(fd),
+            ptr: pages.as_mut_ptr().unwrap(),
+            pages,
+            len: 4096,
+            offset: 0,
+            done: done.clone(),
+        };
+        (op, done, mm)
+    }
+
+    /// Issue 9.6: a ticket dropped after completion leaves no id behind.
+    #[test]
+    fn cancelling_a_finished_transfer_tracks_nothing() {
+        let mut t = Threads::new(1, 8, Duration::from_secs(5));
+        for _ in 0..100 {
+            let (op, done, _mm) = op(true);
+            let id = t.submit(op).unwrap();
+            assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
+            t.cancel(id);
+        }
+        assert_eq!(t.tracked(), 0);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    static STUCK: AtomicBool = AtomicBool::new(true);
+
+    /// Stands in for a `pread` on a hung device: returns only when told.
+    fn hang(_: &Op) -> Result<u32, Errno> {
+        while STUCK.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(0)
+    }
+
+    /// Issue 9.6: a transfer that never returns does not block the drop
+    /// beyond its bound; the detached worker keeps the pin until it returns.
+    #[test]
+    fn a_hung_transfer_bounds_the_drop_and_keeps_its_pin() {
+        let mut t = Threads::with_exec(1, 4, Duration::from_millis(50), hang);
+        let (op, done, mm) = op(true);
+        t.submit(op).unwrap();
+        while !t.pending().is_empty() {
+            std::thread::yield_now(); // wait for the worker to take it
+        }
+        let started = Instant::now();
+        drop(t);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "drop waited {:?}",
+            started.elapsed()
+        );
+        assert!(mm.page_maybe_dma_pinned(0), "the stuck transfer still holds its pin");
+        assert_eq!(done.poll(), None);
+        STUCK.store(false, Ordering::Release);
+        assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(0)));
+        assert!(!mm.page_maybe_dma_pinned(0), "released when the syscall returned");
     }
 }

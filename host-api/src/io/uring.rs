@@ -13,7 +13,12 @@
 //!
 //! At most `depth` transfers are in flight; one more is `again`. Dropping the
 //! backend cancels every transfer (`ASYNC_CANCEL`) and waits for all
-//! completions before the ring and the pins go.
+//! completions, up to `shutdown_wait`. A transfer the kernel cannot cancel and
+//! does not finish by then (a hung device) leaves the reaper **detached**: it
+//! keeps the ring, each transfer's pin and file, and a helper keeps the fixed
+//! buffers' pins until the reaper has seen every completion, so no kernel
+//! write ever lands in a page that is no longer pinned. The store's drop is
+//! never blocked for longer than the wait.
 
 use super::{Backend, BackendKind, IoCounts, Op};
 use io_uring::{opcode, types, IoUring};
@@ -23,6 +28,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Fixed-buffer slots per ring.
 pub(crate) const SLOTS: u32 = 64;
@@ -55,6 +61,7 @@ pub(crate) struct Uring {
     /// Registered long-term pins by pin identity: (slot, the pin).
     fixed: HashMap<usize, (u16, Arc<PinnedPages>)>,
     free: Vec<u16>,
+    shutdown_wait: Duration,
 }
 
 fn errno(e: std::io::Error) -> Errno {
@@ -62,7 +69,7 @@ fn errno(e: std::io::Error) -> Errno {
 }
 
 impl Uring {
-    pub(crate) fn new(depth: u32) -> Result<Uring, Errno> {
+    pub(crate) fn new(depth: u32, shutdown_wait: Duration) -> Result<Uring, Errno> {
         let depth = depth.max(1);
         // Room for one cancellation per transfer on top of the transfers.
         let ring = IoUring::new((2 * depth).next_power_of_two()).map_err(errno)?;
@@ -93,6 +100,7 @@ impl Uring {
             counts: IoCounts::default(),
             fixed: HashMap::new(),
             free,
+            shutdown_wait,
         })
     }
 }
@@ -180,6 +188,10 @@ impl Backend for Uring {
         self.shared.lock().ops.len()
     }
 
+    fn tracked(&self) -> usize {
+        self.shared.lock().ops.len()
+    }
+
     fn counts(&self) -> IoCounts {
         self.counts
     }
@@ -240,11 +252,27 @@ impl Drop for Uring {
         }
         self.shared.shutdown.store(true, Ordering::Release);
         let _ = rustix::io::write(self.shared.wake.as_fd(), &1u64.to_ne_bytes());
-        if let Some(r) = self.reaper.take() {
-            let _ = r.join();
+        let Some(reaper) = self.reaper.take() else { return };
+        let deadline = Instant::now() + self.shutdown_wait;
+        if super::threads::join_until(vec![reaper], deadline) == 0 {
+            // Every transfer has completed. Fields drop in order: the ring
+            // (in `shared`) before the fixed buffers' pins in `fixed`.
+            return;
         }
-        // Every transfer has completed. Fields drop in order: the ring (in
-        // `shared`) before the fixed buffers' pins in `fixed`.
+        // Detached: the reaper still owns the ring and the transfers; the
+        // fixed buffers stay pinned until it has seen every completion.
+        let fixed = std::mem::take(&mut self.fixed);
+        let shared = self.shared.clone();
+        let keep = move || {
+            while Arc::strong_count(&shared) > 1 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(shared);
+            drop(fixed);
+        };
+        let _ = std::thread::Builder::new()
+            .name("wasm-pin-uring-detached".into())
+            .spawn(keep);
     }
 }
 
@@ -260,7 +288,7 @@ mod tests {
     /// `Canceled` and release their pins.
     #[test]
     fn full_queue_is_again_and_drop_cancels_blocked_reads() {
-        let Ok(mut ring) = Uring::new(2) else {
+        let Ok(mut ring) = Uring::new(2, Duration::from_secs(5)) else {
             println!("skipped: io_uring is unavailable here");
             return;
         };
