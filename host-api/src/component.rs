@@ -2,10 +2,12 @@
 //! implemented on [`MmHost`], and `add_to_linker`.
 
 use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
+use crate::caller::Addr;
 use crate::host::{checksum, PinKind};
 use crate::{GuestGrant, GuestPin, MmHost};
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceType};
 use wasmtime::Result;
+use wasmtime::StoreContextMut;
 
 type PinResult = Result<std::result::Result<Resource<GuestPin>, Errno>>;
 
@@ -79,6 +81,9 @@ impl HostMemoryGrant for MmHost {
 }
 
 impl Host for MmHost {
+    // The four local pins are registered with the caller's memory (see
+    // `add_gup`); these trait methods serve callers that reach `MmHost`
+    // directly (tests, embedders calling the host), on the attached memory.
     fn pin_user_pages(&mut self, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
         self.pin_own(PinKind::User, start, nr_pages, flags)
     }
@@ -132,6 +137,98 @@ impl Host for MmHost {
     }
 }
 
+impl MmHost {
+    /// A local pin on the calling instance's own memory, found per call.
+    fn pin_caller(&mut self, kind: PinKind, start: Addr, nr: u32, flags: GupFlags) -> PinResult {
+        match start.memory() {
+            Some(mm) => {
+                self.attach(mm.clone());
+                Ok(self.pin(&mm, kind, start.value, nr, flags.into()).map_err(Errno::from))
+            }
+            None => {
+                self.warn_no_memory();
+                Ok(Err(Errno::Opnotsupp))
+            }
+        }
+    }
+}
+
+/// Registers `wasm-pin:mm/gup` by hand: the generated registration would
+/// lift `start` as a plain `u64`, and the local pins need the caller's
+/// memory with it ([`Addr`]). Everything else calls the generated traits.
+fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
+    let mut inst = linker.instance("wasm-pin:mm/gup@0.1.0")?;
+    inst.resource("pinned-pages", ResourceType::host::<GuestPin>(), move |mut s, rep| {
+        HostPinnedPages::drop(get(s.data_mut()), Resource::new_own(rep))
+    })?;
+    inst.resource("memory-grant", ResourceType::host::<GuestGrant>(), move |mut s, rep| {
+        HostMemoryGrant::drop(get(s.data_mut()), Resource::new_own(rep))
+    })?;
+    inst.func_wrap(
+        "[method]pinned-pages.start",
+        move |mut s: StoreContextMut<'_, T>, (p,): (Resource<GuestPin>,)| Ok((get(s.data_mut()).start(p)?,)),
+    )?;
+    inst.func_wrap(
+        "[method]pinned-pages.len-pages",
+        move |mut s: StoreContextMut<'_, T>, (p,): (Resource<GuestPin>,)| Ok((get(s.data_mut()).len_pages(p)?,)),
+    )?;
+    inst.func_wrap(
+        "[method]pinned-pages.checksum",
+        move |mut s: StoreContextMut<'_, T>, (p, off, len, seed): (Resource<GuestPin>, u32, u32, u32)| {
+            Ok((get(s.data_mut()).checksum(p, off, len, seed)?,))
+        },
+    )?;
+    inst.func_wrap(
+        "[static]pinned-pages.unpin",
+        move |mut s: StoreContextMut<'_, T>, (p, dirty): (Resource<GuestPin>, bool)| get(s.data_mut()).unpin(p, dirty),
+    )?;
+    inst.func_wrap(
+        "[method]memory-grant.len",
+        move |mut s: StoreContextMut<'_, T>, (g,): (Resource<GuestGrant>,)| {
+            Ok((HostMemoryGrant::len(get(s.data_mut()), g)?,))
+        },
+    )?;
+    for (name, kind) in [
+        ("pin-user-pages", PinKind::User),
+        ("pin-user-pages-fast", PinKind::UserFast),
+        ("pin-longterm-pages", PinKind::Longterm),
+        ("pin-longterm-pages-fast", PinKind::LongtermFast),
+    ] {
+        inst.func_wrap(
+            name,
+            move |mut s: StoreContextMut<'_, T>, (start, nr, flags): (Addr, u32, GupFlags)| {
+                Ok((get(s.data_mut()).pin_caller(kind, start, nr, flags)?,))
+            },
+        )?;
+    }
+    inst.func_wrap(
+        "open-grant",
+        move |mut s: StoreContextMut<'_, T>, (name,): (String,)| Ok((Host::open_grant(get(s.data_mut()), name)?,)),
+    )?;
+    for (name, kind) in [
+        ("pin-user-pages-remote", PinKind::UserRemote),
+        ("pin-longterm-pages-remote", PinKind::LongtermRemote),
+    ] {
+        inst.func_wrap(
+            name,
+            move |mut s: StoreContextMut<'_, T>, (g, start, nr, flags): (Resource<GuestGrant>, u64, u32, GupFlags)| {
+                Ok((get(s.data_mut()).pin_remote(&g, kind, start, nr, flags)?,))
+            },
+        )?;
+    }
+    inst.func_wrap(
+        "page-maybe-dma-pinned",
+        move |mut s: StoreContextMut<'_, T>, (addr,): (u64,)| Ok((get(s.data_mut()).page_maybe_dma_pinned(addr)?,)),
+    )?;
+    inst.func_wrap("page-size", move |_: StoreContextMut<'_, T>, (): ()| {
+        Ok((region_page_size(),))
+    })?;
+    inst.func_wrap("stats", move |mut s: StoreContextMut<'_, T>, (): ()| {
+        Ok((Host::stats(get(s.data_mut()))?,))
+    })?;
+    Ok(())
+}
+
 pub(crate) fn region_page_size() -> u32 {
     // Every Mm pins at host-page granularity.
     runtime_mm::Mm::host_page_size() as u32
@@ -153,5 +250,8 @@ pub(crate) fn region_page_size() -> u32 {
 /// host_api::add_to_linker(&mut linker, |s: &mut State| &mut s.mm).unwrap();
 /// ```
 pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
-    crate::Guest::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
+    use crate::bindings::wasm_pin::mm::{environment, zero_copy_io};
+    add_gup(linker, get)?;
+    zero_copy_io::add_to_linker::<T, HasSelf<MmHost>>(linker, get)?;
+    environment::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
 }

@@ -4,7 +4,7 @@ use crate::handles::CoreHandles;
 use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use runtime_mm::{gup, Errno, GupFlags, Mm, PinnedPages};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 
@@ -160,6 +160,7 @@ pub struct MmHost {
     core: HashMap<usize, CoreHandles>,
     pub(crate) io: IoState,
     printer: Option<Printer>,
+    warned: AtomicBool,
 }
 
 impl std::fmt::Debug for MmHost {
@@ -194,6 +195,7 @@ impl MmHost {
             core: HashMap::new(),
             io: IoState::new(IoConfig::default()),
             printer: None,
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -269,8 +271,23 @@ impl MmHost {
     }
 
     pub(crate) fn own_mm(&self) -> Result<&Arc<Mm>, Errno> {
-        // A guest without an attached memory has nothing it could pin.
-        self.mm.as_ref().ok_or(Errno::Fault)
+        // No attached memory: not a memory of a `PinMemoryCreator`.
+        self.mm.as_ref().ok_or_else(|| {
+            self.warn_no_memory();
+            Errno::OpNotSupp
+        })
+    }
+
+    /// Says once per store, on stderr, why pins fail with `opnotsupp`: an
+    /// errno alone cannot name the cause.
+    pub(crate) fn warn_no_memory(&self) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "wasm-pin: the calling instance's memory was not made by a PinMemoryCreator \
+                 (install one with PinMemoryCreator::install; wasmtime's pooling allocator \
+                 bypasses it): pins return opnotsupp"
+            );
+        }
     }
 
     /// Pins for the guest under the quotas and stores the handle.

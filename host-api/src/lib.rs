@@ -20,15 +20,19 @@
 //!   vectored, io_uring and worker-thread async).
 //!
 //! **How the host finds the guest's memory.** Component host functions get no
-//! handle on the caller's memory in wasmtime 48. The engine's
-//! [`PinMemoryCreator`] makes every memory an `Mm` and records, per thread,
-//! the memories created while an instantiation runs; [`instantiate`] attaches
-//! the first of them, the main module's memory, which is the one a
-//! `wit-component` component's canonical ABI uses. Core modules are found on
-//! every call through their `memory` export.
+//! handle on the caller's memory in wasmtime 48. The local pin imports lift
+//! their `start` argument as `caller::Addr`, which records the memory named
+//! by the caller's `canon lower` options, and find its `Mm` among the live
+//! memories of every [`PinMemoryCreator`] ([`PinMemoryCreator::find`]). So
+//! each call pins its own caller's memory, however the embedder
+//! instantiated, also in composed components. The imports without an
+//! address (`stats`, `page-maybe-dma-pinned`) use the memory the store's
+//! last pin resolved, or the one [`instantiate`] / [`MmHost::attach`] set.
+//! Core modules are found on every call through their `memory` export.
 #![warn(missing_docs)]
 
 pub mod bindings;
+mod caller;
 mod component;
 mod core_abi;
 mod handles;
@@ -48,6 +52,10 @@ use wasmtime::{Result, Store};
 /// Instantiates a `guest`-world component and attaches its memory to the
 /// store's [`MmHost`] (found by `get`). Fails if the component defines no
 /// memory or the engine does not use `creator`.
+///
+/// Not needed for pinning (each pin finds its caller's memory); it sets the
+/// memory that `stats` and `page-maybe-dma-pinned` answer for before the
+/// guest's first pin.
 pub fn instantiate<T: 'static>(
     store: &mut Store<T>,
     linker: &Linker<T>,

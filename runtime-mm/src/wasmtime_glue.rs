@@ -36,6 +36,12 @@ pub struct PinMemoryCreator {
 /// Live memories by base address.
 type Registry = Mutex<HashMap<usize, Weak<Mm>>>;
 
+/// Every live wasm memory made by any `PinMemoryCreator`, by base address:
+/// how a component host function, which learns only its caller's memory
+/// base (`host_api`'s caller lifting), finds the `Mm`. Bases are unique
+/// while mapped, and an entry leaves before its memory can be unmapped.
+static ALL: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Default::default);
+
 fn lock(reg: &Registry) -> std::sync::MutexGuard<'_, HashMap<usize, Weak<Mm>>> {
     // Every critical section is a single map operation: poisoning carries no
     // broken invariant.
@@ -83,6 +89,13 @@ impl PinMemoryCreator {
     /// wasm memory still exists.
     pub fn mm_for_base(&self, base: *const u8) -> Option<Arc<Mm>> {
         lock(&self.registry).get(&(base as usize)).and_then(Weak::upgrade)
+    }
+
+    /// The live wasm memory at `base` made by *any* `PinMemoryCreator` in
+    /// this process: for host code that knows a caller's memory base but not
+    /// the creator (component imports).
+    pub fn find(base: *const u8) -> Option<Arc<Mm>> {
+        lock(&ALL).get(&(base as usize)).and_then(Weak::upgrade)
     }
 
     /// The `Mm` behind a core instance's memory (`caller.get_export("memory")`).
@@ -163,16 +176,20 @@ unsafe impl LinearMemory for MmMemory {
 
 impl Drop for MmMemory {
     fn drop(&mut self) {
-        if let Some(registry) = self.registry.upgrade() {
-            let mut reg = lock(&registry);
-            let key = self.mm.base() as usize;
+        let key = self.mm.base() as usize;
+        let forget = |reg: &Registry| {
+            let mut reg = lock(reg);
             if reg
                 .get(&key)
                 .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.mm)))
             {
                 reg.remove(&key);
             }
+        };
+        if let Some(registry) = self.registry.upgrade() {
+            forget(&registry);
         }
+        forget(&ALL);
     }
 }
 
@@ -199,6 +216,7 @@ unsafe impl MemoryCreator for PinMemoryCreator {
         .map_err(|e| format!("cannot create linear memory of {minimum} bytes: {e}"))?;
         self.created.fetch_add(1, Ordering::Relaxed);
         lock(&self.registry).insert(mm.base() as usize, Arc::downgrade(&mm));
+        lock(&ALL).insert(mm.base() as usize, Arc::downgrade(&mm));
         CAPTURES.with(|c| {
             if let Some((_, mms)) = c.borrow_mut().iter_mut().rev().find(|(id, _)| *id == self.id) {
                 mms.push(mm.clone());

@@ -109,11 +109,11 @@ fn zero_pages_is_an_empty_result() {
 fn zero_pages_still_validate_start() {
     let m = mm(4);
     let cases = [
-        (3, Errno::Inval),                      // unaligned
-        (u64::MAX, Errno::Inval),               // unaligned and at the top
-        (u64::MAX & !(PAGE - 1), Errno::Fault), // aligned, far outside
-        (5 * PAGE, Errno::Fault),               // just past the end
-        (1 << 40, Errno::Fault),                // past the reservation
+        (3, Errno::Inval),           // unaligned
+        (u64::MAX, Errno::Inval),    // unaligned and at the top
+        (!(PAGE - 1), Errno::Fault), // aligned, far outside
+        (5 * PAGE, Errno::Fault),    // just past the end
+        (1 << 40, Errno::Fault),     // past the reservation
     ];
     for (start, want) in cases {
         for (name, f) in PINS {
