@@ -1,8 +1,13 @@
 //! Builds the guests from source: every `wat/*.wat` becomes a component of
-//! world `guest` (from `../wit`), every `wat-core/*.wat` a core module.
+//! world `guest` (from `../wit`), every `wat-core/*.wat` a core module, and
+//! every WASI command that `rust/build.sh` built in `rust-wasi/` (a
+//! `wasm32-wasip1` core module) a `wasi:cli/command` component.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+};
 use wit_component::{embed_component_metadata, ComponentEncoder, StringEncoding};
 use wit_parser::Resolve;
 
@@ -28,6 +33,47 @@ fn encode(core: &[u8], what: &Path) -> Vec<u8> {
         .module(core)
         .and_then(|mut e| e.encode())
         .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", what.display()))
+}
+
+/// Encodes a `wasm32-wasip1` command module as a component through wasmtime
+/// 48.0.8's preview1 command adapter (which imports `wasi:*@0.2.12`, the
+/// version wasmtime-wasi 48.0.8 provides). Metadata the module embedded
+/// (e.g. wit-bindgen's, for the pin imports) is merged in by the encoder.
+fn encode_wasi_command(core: &[u8], what: &Path) -> Vec<u8> {
+    ComponentEncoder::default()
+        .module(core)
+        .and_then(|e| {
+            e.adapter(
+                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .unwrap_or_else(|e| panic!("componentizing {} with the command adapter: {e:?}", what.display()))
+}
+
+/// The WASI command modules `rust/build.sh` built in `rust-wasi/`, by bin
+/// name; none if it has not run (the host build never needs rustc-web).
+fn wasi_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
+    let release = manifest.join("rust-wasi/target/wasm32-wasip1/release");
+    // Cargo rescans a watched directory for any newer file: watch the
+    // release directory once it exists, else the workspace it will appear in.
+    let watch = if release.is_dir() {
+        release.clone()
+    } else {
+        manifest.join("rust-wasi")
+    };
+    println!("cargo:rerun-if-changed={}", watch.display());
+    let Ok(dir) = std::fs::read_dir(&release) else {
+        return Vec::new();
+    };
+    let mut bins: Vec<_> = dir
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "wasm"))
+        .map(|p| (stem(&p), p))
+        .collect();
+    bins.sort();
+    bins
 }
 
 /// Writes `bytes` to `OUT_DIR/file` and adds a `(name, bytes)` row to `table`.
@@ -75,6 +121,12 @@ fn main() {
             "rust_checksum.wasm",
             &encode(&core, &rust),
         );
+    }
+    table.push_str("];\n\n/// WASI command components (`wasi:cli/command`), by bin name.\npub static WASI_COMMANDS: &[(&str, &[u8])] = &[\n");
+    for (name, path) in wasi_commands(&manifest) {
+        let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = format!("{name}.command.wasm");
+        emit(&mut table, &out, &name, &file, &encode_wasi_command(&core, &path));
     }
     table.push_str("];\n\n/// Core-module guests (`add_to_core_linker` ABI), by file stem.\npub static CORE_MODULES: &[(&str, &[u8])] = &[\n");
     for path in wat_files(&manifest.join("wat-core")) {

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Builds the Rust guest as a core wasm module with Debian's rustc-web
-# (rustup here has no wasm32 std; see shared/notes/guest-toolchains.md).
-# The guests crate's build.rs componentizes the result.
+# Builds the Rust guests with Debian's rustc-web (rustup here has no wasm32
+# std; see shared/notes/guest-toolchains.md), each workspace with its own
+# target dir and lockfile:
+# - rust/: the wit-bindgen checksum guest, a wasm32-unknown-unknown core
+#   module;
+# - rust-wasi/: WASI command programs (bins), wasm32-wasip1 core modules
+#   (Debian ships only the preview1 wasi-libc; `-L` finds crt1-command.o and
+#   -lc there).
+# The guests crate's build.rs componentizes the results (the WASI commands
+# with wasmtime's preview1 command adapter). Extra arguments go to both
+# cargo builds.
 set -euo pipefail
 cd "$(dirname "$0")"
 pkgs=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-22 wasi-libc)
@@ -10,9 +18,19 @@ if ! dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq "${pkgs[@]}"
 fi
-# rustup's ~/.cargo/bin would shadow Debian's cargo; call it by path, without
-# the host build's flags or target dir.
-env -u RUSTFLAGS -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET \
-    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-    /usr/bin/cargo build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
+# rustup's ~/.cargo/bin would shadow Debian's cargo; call it by path, with
+# only the given RUSTFLAGS and without the host build's target settings.
+web_cargo() {
+    local rustflags=$1
+    shift
+    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u CARGO_ENCODED_RUSTFLAGS \
+        RUSTFLAGS="$rustflags" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        /usr/bin/cargo "$@"
+}
+web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
 ls -l target/wasm32-unknown-unknown/release/checksum_guest.wasm
+
+cd ../rust-wasi
+web_cargo "-L /usr/lib/wasm32-wasi" \
+    build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort "$@"
+ls -l target/wasm32-wasip1/release/*.wasm

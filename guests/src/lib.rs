@@ -1,6 +1,7 @@
 //! Guest programs for wasm-pin, built from source by `build.rs`: WAT guests
-//! componentized against `wit/` (world `guest`) and core-module guests for
-//! the integer ABI. No `.wasm` is committed.
+//! componentized against `wit/` (world `guest`), core-module guests for the
+//! integer ABI and, once `rust/build.sh` has built them, Rust WASI command
+//! components (`rust-wasi/`). No `.wasm` is committed.
 #![warn(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -13,4 +14,12 @@ pub fn component(name: &str) -> Option<&'static [u8]> {
 /// The core-module guest built from `wat-core/<name>.wat`.
 pub fn core_module(name: &str) -> Option<&'static [u8]> {
     CORE_MODULES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// The WASI command component (`wasi:cli/command`, runnable with
+/// `wasm-pin run` or through `wasmtime_wasi::p2::bindings::sync::Command`)
+/// built from the bin `<name>` of `rust-wasi/`; `None` if `rust/build.sh` has
+/// not built it.
+pub fn wasi_command(name: &str) -> Option<&'static [u8]> {
+    WASI_COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
