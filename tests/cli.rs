@@ -254,14 +254,18 @@ fn wat_commands_exit_codes_and_traps_match_wasmtime_wasi() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The Rust `hello-wasi` command, or `None` (and a note) if
+/// The Rust WASI command `name`, or `None` (and a note) if
 /// `guests/rust/build.sh` has not built it.
-fn hello_wasi() -> Option<&'static [u8]> {
-    let bytes = wasm_pin_guests::wasi_command("hello-wasi");
+fn rust_command(name: &str) -> Option<&'static [u8]> {
+    let bytes = wasm_pin_guests::wasi_command(name);
     if bytes.is_none() {
-        eprintln!("skipped: the hello-wasi guest is not built (run guests/rust/build.sh)");
+        eprintln!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
     }
     bytes
+}
+
+fn hello_wasi() -> Option<&'static [u8]> {
+    rust_command("hello-wasi")
 }
 
 #[test]
@@ -422,5 +426,25 @@ fn pin_guest_component_and_demo_still_run() {
     let stdout = text(&out.stdout);
     assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("identical") && stdout.contains("balanced"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_command_gets_the_pin_imports_on_its_own_memory() {
+    let Some(bytes) = rust_command("pin-probe") else { return };
+    let dir = scratch("pin-probe");
+    std::fs::write(dir.join("pin-probe.wasm"), bytes).unwrap();
+    let out = wasm_pin(&dir, &["run", "pin-probe.wasm"], &[]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let hash = host_api::fnv1a(&(0u8..16).collect::<Vec<_>>());
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("pinned 2 pages of ") && lines[0].ends_with(" bytes at the buffer: true"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], format!("checksum {hash:#010x}"));
+    assert_eq!(lines[2], "pins acquired 2, released 2");
     let _ = std::fs::remove_dir_all(&dir);
 }
