@@ -17,7 +17,7 @@ fn guest_calls(c: &mut Criterion) {
     config.concurrency_support(false);
     let engine = wasmtime::Engine::new(&config).unwrap();
     let mut linker = wasmtime::component::Linker::new(&engine);
-    host_api::add_to_linker(&mut linker, |h: &mut MmHost| h).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
     let mut g = c.benchmark_group("guest_call");
     g.throughput(Throughput::Elements(10_000));
     for (name, guest) in [
@@ -27,7 +27,7 @@ fn guest_calls(c: &mut Criterion) {
         let component =
             wasmtime::component::Component::new(&engine, wasm_pin_guests::component(guest).unwrap()).unwrap();
         let mut store = wasmtime::Store::new(&engine, MmHost::new(Quotas::default()));
-        let instance = host_api::instantiate(&mut store, &linker, &component, &creator, |h| h).unwrap();
+        let instance = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         g.bench_function(name, |b| b.iter(|| instance.call_run(&mut store).unwrap().unwrap()));
     }
     g.finish();

@@ -8,8 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostFile as _, HostIoTicket, OpenFlags};
-use host_api::{BackendKind, IoConfig, MmHost, Quotas};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket};
+use host_api::{BackendKind, IoConfig, MmHost, PinCtx, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig};
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::{Descriptor, File};
+use wasmtime_wasi::{FsPerms, OpenMode};
 
 const SIZE: usize = 256 << 20;
 const CHUNK: usize = 1 << 20;
@@ -71,7 +73,14 @@ fn input() -> PathBuf {
     path
 }
 
-fn host(backend: BackendKind, dir: PathBuf) -> (MmHost, Arc<Mm>) {
+/// A WASI descriptor for reading `path`, as `open-at` makes one.
+fn open(h: &mut MmHost, path: &std::path::Path) -> Resource<Descriptor> {
+    let f = std::fs::File::open(path).unwrap();
+    let d = Descriptor::File(File::new(f, FsPerms::ReadOnly, OpenMode::READ, false));
+    h.table.push(d).unwrap()
+}
+
+fn host(backend: BackendKind) -> (MmHost, Arc<Mm>) {
     let mm = Mm::new(MmConfig {
         initial_bytes: DEST + SIZE as u64,
         memlock_limit_bytes: 2 * SIZE as u64,
@@ -85,12 +94,11 @@ fn host(backend: BackendKind, dir: PathBuf) -> (MmHost, Arc<Mm>) {
         ..Default::default()
     };
     let io = IoConfig {
-        dir: Some(dir),
         backend,
         queue_depth: 16,
         ..IoConfig::default()
     };
-    let mut h = MmHost::new(quotas).with_io(io);
+    let mut h = MmHost::from(PinCtx::new(quotas).with_io(io));
     h.attach(mm.clone());
     (h, mm)
 }
@@ -118,20 +126,21 @@ fn read_256mib(c: &mut Criterion) {
     });
 
     // (ii) the guest pins each MiB of its region and reads into it.
-    let (mut h, _mm) = host(BackendKind::Threads, dir.clone());
-    let f = h.open("input.bin".into(), OpenFlags::READ).unwrap().unwrap();
+    let (mut h, _mm) = host(BackendKind::Threads);
+    let f = open(&mut h, &path);
     g.bench_function("zero_copy_sync_read_at", |bch| {
         bch.iter(|| {
             for off in (0..SIZE).step_by(CHUNK) {
-                let pin = h
+                let mut v = h.pins();
+                let pin = v
                     .pin_user_pages_fast(DEST + off as u64, (CHUNK / 4096) as u32, GupFlags::WRITE)
                     .unwrap()
                     .unwrap();
                 assert_eq!(
-                    h.read_at(b(&f), b(&pin), 0, CHUNK as u32, off as u64).unwrap().unwrap() as usize,
+                    v.read_at_sync(&f, &pin, 0, CHUNK as u32, off as u64).unwrap() as usize,
                     CHUNK
                 );
-                h.unpin(pin, true).unwrap();
+                v.unpin(pin, true).unwrap();
             }
         })
     });
@@ -139,10 +148,11 @@ fn read_256mib(c: &mut Criterion) {
 
     // (iii) io_uring: one long-term pin of the region (a registered buffer),
     // 8 reads in flight.
-    let (mut h, _mm) = host(BackendKind::IoUring, dir.clone());
+    let (mut h, _mm) = host(BackendKind::IoUring);
     if h.io_backend().is_ok() {
-        let f = h.open("input.bin".into(), OpenFlags::READ).unwrap().unwrap();
+        let f = open(&mut h, &path);
         let region = h
+            .pins()
             .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
             .unwrap()
             .unwrap();
@@ -152,18 +162,21 @@ fn read_256mib(c: &mut Criterion) {
                 let mut next = 0;
                 while next < SIZE || !inflight.is_empty() {
                     while next < SIZE && inflight.len() < 8 {
-                        let t = h.submit_read_at(b(&f), b(&region), next as u32, CHUNK as u32, next as u64);
+                        let t = h
+                            .pins()
+                            .submit_read_at(b(&f), b(&region), next as u32, CHUNK as u32, next as u64);
                         inflight.push_back(t.unwrap().unwrap());
                         next += CHUNK;
                     }
                     let t = inflight.pop_front().unwrap();
-                    assert_eq!(h.wait(b(&t), 10_000).unwrap(), Some(Ok(CHUNK as u32)));
-                    HostIoTicket::drop(&mut h, t).unwrap();
+                    let done = wasmtime_wasi::runtime::in_tokio(h.pins().wait(b(&t), 10_000));
+                    assert_eq!(done.unwrap(), Some(Ok(CHUNK as u32)));
+                    HostIoTicket::drop(&mut h.pins(), t).unwrap();
                 }
             })
         });
         assert_eq!(h.io_counts().fixed, h.io_counts().submitted);
-        h.unpin(region, true).unwrap();
+        h.pins().unpin(region, true).unwrap();
     } else {
         println!("zero_copy_io_uring_fixed skipped: io_uring unavailable");
     }
@@ -188,7 +201,7 @@ fn read_256mib(c: &mut Criterion) {
     }
 
     // (v) pread into a host buffer, then copy into guest memory.
-    let (_h, mm) = host(BackendKind::Threads, dir);
+    let (_h, mm) = host(BackendKind::Threads);
     let mut staging = AlignedBuf::new(CHUNK);
     let staging = staging.as_mut_slice();
     g.bench_function("pread_then_copy", |bch| {

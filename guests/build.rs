@@ -1,6 +1,6 @@
 //! Builds the guests from source: every `wat/*.wat` becomes a component of
-//! world `guest` (from `../wit`), every `wat-core/*.wat` a core module, and
-//! every WASI command that `rust/build.sh` built in `rust-wasi/` (a
+//! world `test-guest` (from `../wit`), every `wat-core/*.wat` a core module,
+//! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
 //! `wasm32-wasip1` core module) a `wasi:cli/command` component.
 
 use std::fmt::Write as _;
@@ -88,18 +88,26 @@ fn emit(table: &mut String, out: &Path, name: &str, file: &str, bytes: &[u8]) {
     .unwrap();
 }
 
+include!("../build-support/wasi_wit.rs");
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    wasi_wit_deps(&manifest.join(".."));
     let wit = manifest.join("../wit");
     println!("cargo:rerun-if-changed={}", wit.display());
+    println!("cargo:rerun-if-changed=../build-support/wasi_wit.rs");
 
     let mut resolve = Resolve::default();
-    let (pkg, _) = resolve.push_path(&wit).expect("parse wit/");
-    let world = resolve.select_world(&[pkg], Some("guest")).expect("world guest");
+    let (pkg, _) = resolve
+        .push_path(&wit)
+        .expect("parse wit/ (with WASI's WIT in wit/deps)");
+    let world = resolve
+        .select_world(&[pkg], Some("test-guest"))
+        .expect("world test-guest");
 
     let mut table = String::from(
-        "/// Component guests (world `guest`), by file stem.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n",
+        "/// Component guests (world `test-guest`), by file stem.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n",
     );
     for path in wat_files(&manifest.join("wat")) {
         println!("cargo:rerun-if-changed={}", path.display());

@@ -259,6 +259,11 @@ fn wat_commands_exit_codes_and_traps_match_wasmtime_wasi() {
 fn rust_command(name: &str) -> Option<&'static [u8]> {
     let bytes = wasm_pin_guests::wasi_command(name);
     if bytes.is_none() {
+        // .ci/run always builds the Rust guests: CI must never get here.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must build the {name} guest (guests/rust/build.sh)"
+        );
         eprintln!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
     }
     bytes
@@ -395,29 +400,47 @@ fn hello_wasi_exit_code_matches_wasmtime_wasi() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The demo guest is an ordinary WASI command: `wasm-pin run` runs it like
+/// any other, and with no component runs it as the built-in demo.
 #[test]
-fn pin_guest_component_and_demo_still_run() {
-    let dir = scratch("pin-guest");
-    let input: Vec<u8> = (0..(1u32 << 20) + 777)
+fn the_demo_guest_runs_as_a_command_and_as_the_builtin_demo() {
+    let Some(bytes) = rust_command("demo") else { return };
+    let dir = scratch("demo");
+    let input: Vec<u8> = (0..(3u32 << 20) + 777)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(dir.join("in.bin"), &input).unwrap();
-    std::fs::write(
-        dir.join("demo_stream.wasm"),
-        wasm_pin_guests::component("demo_stream").unwrap(),
-    )
-    .unwrap();
-    let dir_arg = dir.to_str().unwrap();
-    let out = wasm_pin(
-        &dir,
-        &["run", "--dir", dir_arg, "demo_stream.wasm", "in.bin", "out.bin"],
-        &[],
-    );
-    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("guest:  ok"), "{}", text(&out.stdout));
-    assert_eq!(std::fs::read(dir.join("out.bin")).unwrap(), input);
-
+    std::fs::write(dir.join("demo.wasm"), bytes).unwrap();
+    let data = format!("{}::/data", dir.to_str().unwrap());
+    for backend in ["io-uring", "threads"] {
+        let out = wasm_pin(
+            &dir,
+            &[
+                "run",
+                "--backend",
+                backend,
+                "--dir",
+                &data,
+                "demo.wasm",
+                "/data/in.bin",
+                "/data/out.bin",
+            ],
+            &[],
+        );
+        let stdout = text(&out.stdout);
+        if backend == "io-uring" && code(&out) != 0 && text(&out.stderr).contains("io_uring") {
+            println!("io_uring skipped: {}", text(&out.stderr));
+            continue;
+        }
+        assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains("zero-copy read:") && stdout.contains("WASI input-stream:"),
+            "{stdout}"
+        );
+        assert_eq!(std::fs::read(dir.join("out.bin")).unwrap(), input, "{backend}");
+    }
     // No component: the built-in demo, on a 1 MiB file in --dir.
+    let dir_arg = dir.to_str().unwrap();
     let out = wasm_pin(
         &dir,
         &["run", "--dir", dir_arg, "--mib", "1", "--backend", "threads"],
@@ -426,6 +449,7 @@ fn pin_guest_component_and_demo_still_run() {
     let stdout = text(&out.stdout);
     assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("identical") && stdout.contains("balanced"), "{stdout}");
+    assert!(stdout.contains("ratio:"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,13 +4,16 @@
 //! or the host traits the generated bindings call.
 
 use host_api::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host as _};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostFile, HostTcpListener, IoSlice, OpenFlags};
-use host_api::{IoConfig, MmHost, Quotas};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket, IoSlice};
+use host_api::bindings::wasm_pin::mm::zero_copy_net::{HostTcpListener, HostTcpStream as _};
+use host_api::{MmHost, PinCtx, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig, PinMemoryCreator};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wasmtime::component::{Component, Resource};
 use wasmtime::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
+use wasmtime_wasi::filesystem::{Descriptor, File};
+use wasmtime_wasi::{FsPerms, OpenMode};
 
 const PAGE: u64 = 4096;
 const EBADF: i64 = -9;
@@ -24,10 +27,6 @@ fn engine() -> (Engine, Arc<PinMemoryCreator>) {
     config.wasm_threads(true).shared_memory(true);
     creator.install(&mut config);
     (Engine::new(&config).unwrap(), creator)
-}
-
-fn get(h: &mut MmHost) -> &mut MmHost {
-    h
 }
 
 /// A core-ABI guest: `call(func, a, b, c, d, e)` dispatches to import
@@ -70,7 +69,7 @@ fn core_setup(quotas: Quotas) -> (Store<MmHost>, Linker<MmHost>, Module, Arc<Pin
     let (engine, creator) = engine();
     let module = Module::new(&engine, wasm_pin_guests::core_module("fuzz_trampoline").unwrap()).unwrap();
     let mut linker = Linker::new(&engine);
-    host_api::add_to_core_linker(&mut linker, &creator, get).unwrap();
+    host_api::add_to_core_linker(&mut linker, &creator).unwrap();
     let peer = Mm::new(MmConfig {
         initial_bytes: 64 << 10,
         maximum_bytes: Some(64 << 20),
@@ -109,20 +108,21 @@ fn zero_page_pins_validate_start() {
     .unwrap();
     let mut host = MmHost::default();
     host.attach(mm.clone());
+    let mut v = host.pins();
     for start in [1 << 40, !(PAGE - 1), 5 * PAGE] {
         assert_eq!(
-            host.pin_user_pages(start, 0, GupFlags::empty()).unwrap().unwrap_err(),
+            v.pin_user_pages(start, 0, GupFlags::empty()).unwrap().unwrap_err(),
             Errno::Fault
         );
         assert_eq!(
-            host.pin_longterm_pages_fast(start, 0, GupFlags::empty())
+            v.pin_longterm_pages_fast(start, 0, GupFlags::empty())
                 .unwrap()
                 .unwrap_err(),
             Errno::Fault
         );
     }
     assert_eq!(
-        host.pin_user_pages_fast(1, 0, GupFlags::empty()).unwrap().unwrap_err(),
+        v.pin_user_pages_fast(1, 0, GupFlags::empty()).unwrap().unwrap_err(),
         Errno::Inval
     );
     assert_eq!(host.usage(), (0, 0, 0));
@@ -260,7 +260,7 @@ fn quota_holds_while_a_shared_memory_grows() {
     )
     .unwrap();
     let mut linker = Linker::new(&engine);
-    host_api::add_to_core_linker(&mut linker, &creator, get).unwrap();
+    host_api::add_to_core_linker(&mut linker, &creator).unwrap();
     let quotas = Quotas {
         max_pinned_bytes: quota,
         ..Default::default()
@@ -291,45 +291,73 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-fn io_host(quotas: Quotas) -> (MmHost, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("wasm-pin-boundary-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let io = IoConfig {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    };
-    (MmHost::new(quotas).with_io(io), dir)
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
 }
 
-/// 9.4: files, sockets, grants and tickets each have a quota, enforced
-/// before any descriptor is created; over it is `mfile`.
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasm-pin-boundary-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A WASI descriptor as `open-at` makes one (read-write).
+fn descriptor(host: &mut MmHost, path: &std::path::Path) -> Resource<Descriptor> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    let d = Descriptor::File(File::new(
+        f,
+        FsPerms::ReadWrite,
+        OpenMode::READ | OpenMode::WRITE,
+        false,
+    ));
+    host.table.push(d).unwrap()
+}
+
+fn b<T: 'static>(r: &Resource<T>) -> Resource<T> {
+    Resource::new_borrow(r.rep())
+}
+
+fn loopback() -> host_api::bindings::wasi::sockets::network::IpSocketAddress {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()
+}
+
+/// 9.4: sockets, grants and tickets each have a quota, enforced before any
+/// descriptor is created; over it is `mfile`. (Files are WASI's own now:
+/// opened with `open-at`, they live in WASI's table.)
 #[test]
 fn every_guest_held_resource_has_a_quota() {
     let quotas = Quotas {
-        max_files: 3,
         max_sockets: 2,
         max_grants: 2,
         max_tickets: 2,
         ..Default::default()
     };
-    let (mut host, dir) = io_host(quotas);
+    let mut host = MmHost::from(PinCtx::new(quotas).inherit_network());
+    let dir = tmp("quota");
     std::fs::write(dir.join("f"), vec![1u8; 3 * PAGE as usize]).unwrap();
-    let rw = OpenFlags::READ | OpenFlags::WRITE;
 
-    let files: Vec<_> = (0..3).map(|_| host.open("f".into(), rw).unwrap().unwrap()).collect();
+    let l1 = block(host.pins().bind(loopback())).unwrap().unwrap();
+    let _l2 = block(host.pins().bind(loopback())).unwrap().unwrap();
     let before = open_fds();
-    assert_eq!(host.open("f".into(), rw).unwrap().unwrap_err(), Errno::Mfile);
+    assert_eq!(block(host.pins().bind(loopback())).unwrap().unwrap_err(), Errno::Mfile);
+    assert_eq!(
+        block(host.pins().connect(loopback(), 100)).unwrap().unwrap_err(),
+        Errno::Mfile
+    );
     assert_eq!(open_fds(), before, "no descriptor was created over the quota");
-    assert_eq!(host.held().files, 3);
-
-    let l1 = host.bind(0).unwrap().unwrap();
-    let _l2 = host.bind(0).unwrap().unwrap();
-    let before = open_fds();
-    assert_eq!(host.bind(0).unwrap().unwrap_err(), Errno::Mfile);
-    assert_eq!(open_fds(), before);
-    HostTcpListener::drop(&mut host, l1).unwrap();
-    assert!(host.bind(0).unwrap().is_ok(), "a released socket frees its place");
+    assert_eq!(host.held().sockets, 2);
+    HostTcpListener::drop(&mut host.pins(), l1).unwrap();
+    assert!(
+        block(host.pins().bind(loopback())).unwrap().is_ok(),
+        "a released socket frees its place"
+    );
 
     let peer = Mm::new(MmConfig {
         initial_bytes: 64 << 10,
@@ -337,9 +365,12 @@ fn every_guest_held_resource_has_a_quota() {
     })
     .unwrap();
     host.grant("peer", peer);
-    let _g1 = host.open_grant("peer".into()).unwrap().unwrap();
-    let _g2 = host.open_grant("peer".into()).unwrap().unwrap();
-    assert_eq!(host.open_grant("peer".into()).unwrap().unwrap_err(), Errno::Mfile);
+    let _g1 = host.pins().open_grant("peer".into()).unwrap().unwrap();
+    let _g2 = host.pins().open_grant("peer".into()).unwrap().unwrap();
+    assert_eq!(
+        host.pins().open_grant("peer".into()).unwrap().unwrap_err(),
+        Errno::Mfile
+    );
 
     let mm = Mm::new(MmConfig {
         initial_bytes: 1 << 20,
@@ -347,30 +378,21 @@ fn every_guest_held_resource_has_a_quota() {
     })
     .unwrap();
     host.attach(mm);
-    let buf = host.pin_user_pages(0, 3, GupFlags::WRITE).unwrap().unwrap();
-    let f = Resource::<host_api::io::GuestFile>::new_borrow(files[0].rep());
-    let bb = || Resource::<host_api::GuestPin>::new_borrow(buf.rep());
-    let t1 = host
-        .submit_read_at(Resource::new_borrow(f.rep()), bb(), 0, 4096, 0)
-        .unwrap()
-        .unwrap();
-    let _t2 = host
-        .submit_read_at(Resource::new_borrow(f.rep()), bb(), 0, 4096, 0)
-        .unwrap()
-        .unwrap();
+    let buf = host.pins().pin_user_pages(0, 3, GupFlags::WRITE).unwrap().unwrap();
+    let f = descriptor(&mut host, &dir.join("f"));
+    let t1 = host.pins().submit_read_at(b(&f), b(&buf), 0, 4096, 0).unwrap().unwrap();
+    let _t2 = host.pins().submit_read_at(b(&f), b(&buf), 0, 4096, 0).unwrap().unwrap();
     assert_eq!(
-        host.submit_read_at(Resource::new_borrow(f.rep()), bb(), 0, 4096, 0)
+        host.pins()
+            .submit_read_at(b(&f), b(&buf), 0, 4096, 0)
             .unwrap()
             .unwrap_err(),
         Errno::Mfile
     );
     assert_eq!(host.held().tickets, 2);
-    host_api::bindings::wasm_pin::mm::zero_copy_io::HostIoTicket::drop(&mut host, t1).unwrap();
+    HostIoTicket::drop(&mut host.pins(), t1).unwrap();
     assert_eq!(host.held().tickets, 1);
-    assert!(host
-        .submit_read_at(Resource::new_borrow(f.rep()), bb(), 0, 4096, 0)
-        .unwrap()
-        .is_ok());
+    assert!(host.pins().submit_read_at(b(&f), b(&buf), 0, 4096, 0).unwrap().is_ok());
 }
 
 /// 9.4 through the core ABI: grants over the quota are `-EMFILE`.
@@ -393,7 +415,7 @@ fn core_grants_have_a_quota() {
 /// move exactly what `preadv`/`pwritev` define, in order.
 #[test]
 fn vectored_io_with_overlapping_slices() {
-    let (mut host, dir) = io_host(Quotas::default());
+    let dir = tmp("vectored");
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
     std::fs::write(dir.join("v"), &data).unwrap();
     let mm = Mm::new(MmConfig {
@@ -401,29 +423,29 @@ fn vectored_io_with_overlapping_slices() {
         ..Default::default()
     })
     .unwrap();
+    let mut host = MmHost::default();
     host.attach(mm.clone());
-    let pin = host.pin_user_pages(0, 1, GupFlags::WRITE).unwrap().unwrap();
-    let f = host
-        .open("v".into(), OpenFlags::READ | OpenFlags::WRITE)
-        .unwrap()
-        .unwrap();
+    let pin = host.pins().pin_user_pages(0, 1, GupFlags::WRITE).unwrap().unwrap();
+    let f = descriptor(&mut host, &dir.join("v"));
     let s = |offset, len| IoSlice {
         buf: Resource::new_borrow(pin.rep()),
         offset,
         len,
     };
-    let n = host
-        .read_at_vectored(Resource::new_borrow(f.rep()), vec![s(0, 100), s(50, 100), s(0, 100)], 0)
-        .unwrap()
-        .unwrap();
+    let fd = || Resource::new_borrow(f.rep());
+    let n = block(
+        host.pins()
+            .read_at_vectored(fd(), vec![s(0, 100), s(50, 100), s(0, 100)], 0),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(n, 300);
     let mut got = vec![0u8; 150];
     mm.read(0, &mut got).unwrap();
     assert_eq!(&got[..100], &data[200..300], "the last slice wins its bytes");
     assert_eq!(&got[100..150], &data[150..200]);
     // Duplicate slices out: the same bytes twice, in order.
-    let n = host
-        .write_at_vectored(Resource::new_borrow(f.rep()), vec![s(0, 10), s(0, 10)], 500)
+    let n = block(host.pins().write_at_vectored(fd(), vec![s(0, 10), s(0, 10)], 500))
         .unwrap()
         .unwrap();
     assert_eq!(n, 20);
@@ -446,7 +468,7 @@ fn open_grant_from_a_shared_memory() {
     )
     .unwrap();
     let mut linker = Linker::new(&engine);
-    host_api::add_to_core_linker(&mut linker, &creator, get).unwrap();
+    host_api::add_to_core_linker(&mut linker, &creator).unwrap();
     let mut host = MmHost::default();
     host.grant(
         "peer",
@@ -526,8 +548,9 @@ fn composed_components_pin_their_own_memory() {
     );
     let component = Component::new(&engine, text).unwrap();
     let mut linker = wasmtime::component::Linker::new(&engine);
-    host_api::add_to_linker(&mut linker, get).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
     let mut store = Store::new(&engine, MmHost::default());
+    // (The capture only shows the test which memory is which.)
     let (instance, mms) = creator.capture(|| linker.instantiate(&mut store, &component));
     let instance = instance.unwrap();
     assert_eq!(mms.len(), 2, "two sub-components, two memories");
@@ -563,7 +586,7 @@ fn a_memory_not_made_by_the_creator_is_opnotsupp() {
     );
     let component = Component::new(&engine, text).unwrap();
     let mut linker = wasmtime::component::Linker::new(&engine);
-    host_api::add_to_linker(&mut linker, get).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
     let mut store = Store::new(&engine, MmHost::default());
     let instance = linker.instantiate(&mut store, &component).unwrap();
     let f = instance.get_typed_func::<(), (u32,)>(&mut store, "run").unwrap();

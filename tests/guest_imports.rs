@@ -1,7 +1,7 @@
 //! Guest-driven tests of the `gup` imports: every import from WAT component
 //! guests and a core-module guest, and every bad input a guest can pass.
 
-use host_api::{MmHost, Quotas};
+use host_api::{MmHost, PinCtxView, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig, PinMemoryCreator};
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
@@ -11,8 +11,10 @@ struct State {
     mm: MmHost,
 }
 
-fn state(s: &mut State) -> &mut MmHost {
-    &mut s.mm
+impl PinView for State {
+    fn pins(&mut self) -> PinCtxView<'_> {
+        self.mm.pins()
+    }
 }
 
 struct Run {
@@ -41,13 +43,16 @@ fn run_component(name: &str, quotas: Quotas) -> Run {
     let (engine, creator) = engine();
     let component = Component::new(&engine, wasm_pin_guests::component(name).unwrap()).unwrap();
     let mut linker = Linker::new(&engine);
-    host_api::add_to_linker(&mut linker, state).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
     let peer = peer();
     let mut host = MmHost::new(quotas);
     host.grant("peer", peer.clone());
     let mut store = Store::new(&engine, State { mm: host });
-    let guest = host_api::instantiate(&mut store, &linker, &component, &creator, state).unwrap();
-    let mm = store.data().mm.memory().unwrap().clone();
+    // The creator's capture is only the test's way to see the memory: the
+    // imports find it themselves.
+    let (guest, mms) = creator.capture(|| host_api::TestGuest::instantiate(&mut store, &component, &linker));
+    let guest = guest.unwrap();
+    let mm = mms[0].clone();
     let result = guest.call_run(&mut store);
     Run {
         result,
@@ -165,7 +170,7 @@ fn core_module_guest_pins_through_the_integer_abi() {
     let (engine, creator) = engine();
     let module = wasmtime::Module::new(&engine, wasm_pin_guests::core_module("core_pin").unwrap()).unwrap();
     let mut linker = wasmtime::Linker::new(&engine);
-    host_api::add_to_core_linker(&mut linker, &creator, state).unwrap();
+    host_api::add_to_core_linker(&mut linker, &creator).unwrap();
     let peer = peer();
     let mut host = MmHost::new(Quotas::default());
     host.grant("peer", peer.clone());

@@ -1,26 +1,40 @@
-//! Zero-copy I/O: data integrity on every path (sync, vectored, io_uring,
-//! worker threads, sockets), short reads, errors, path escapes, full queues,
-//! and I/O in flight when the guest traps or its store is dropped.
+//! Zero-copy I/O on WASI descriptors: data integrity on every path (sync,
+//! vectored, io_uring, worker threads, sockets), short reads, errors and
+//! permissions, full queues, and I/O in flight when the guest traps or its
+//! store is dropped.
 //!
-//! Most tests call the host functions directly on an `MmHost` (as the
-//! generated bindings do for a guest); the trap test runs a guest.
+//! Most tests call the host functions directly on a `PinCtxView` (as the
+//! generated bindings do for a guest), with WASI descriptors made the way
+//! wasmtime-wasi makes them; the async ones are driven by tokio, as an async
+//! store drives them. Guests run in `tests/wasi_guests.rs` and at the end of
+//! this file.
 
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{
-    Errno, Host as _, HostFile as _, HostIoTicket, HostTcpListener as _, HostTcpStream as _, IoSlice, OpenFlags,
-};
-use host_api::{fnv1a, BackendKind, GuestPin, IoConfig, MmHost, Quotas};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Errno, Host as _, HostIoTicket, IoSlice};
+use host_api::bindings::wasm_pin::mm::zero_copy_net::{HostTcpListener as _, HostTcpStream as _};
+use host_api::{fnv1a, BackendKind, GuestPin, IoConfig, MmHost, PinCtx, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig, PinMemoryCreator};
+use std::future::Future;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::{Descriptor, File};
+use wasmtime_wasi::{FsPerms, OpenMode};
+
+#[path = "support/wasi_state.rs"]
+mod wasi_state;
 
 const PAGE: u64 = 4096;
 
 fn b<T: 'static>(r: &Resource<T>) -> Resource<T> {
     Resource::new_borrow(r.rep())
+}
+
+/// Drives an async import to completion, as an async store does.
+fn block<F: Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
 }
 
 fn tmpdir() -> PathBuf {
@@ -49,21 +63,19 @@ fn fx_with(backend: BackendKind, depth: u32, threads: usize) -> Fx {
     })
     .unwrap();
     let io = IoConfig {
-        dir: Some(dir.clone()),
         backend,
         queue_depth: depth,
         threads,
-        args: vec![],
         ..Default::default()
     };
-    let mut host = MmHost::new(Quotas::default()).with_io(io);
+    let mut host = MmHost::from(PinCtx::new(Quotas::default()).with_io(io).inherit_network());
     host.attach(mm.clone());
     Fx { host, mm, dir }
 }
 
 /// The async backends to test: io_uring only where the kernel offers it.
 fn backends() -> Vec<BackendKind> {
-    let mut probe = MmHost::new(Quotas::default()).with_io(IoConfig {
+    let mut probe = PinCtx::default().with_io(IoConfig {
         backend: BackendKind::IoUring,
         ..IoConfig::default()
     });
@@ -92,18 +104,45 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// How a test opens a file (what a guest asks `open-at` for).
+#[derive(Clone, Copy)]
+struct Open {
+    read: bool,
+    write: bool,
+    create: bool,
+}
+
+const R: Open = Open {
+    read: true,
+    write: false,
+    create: false,
+};
+const W: Open = Open {
+    read: false,
+    write: true,
+    create: true,
+};
+const RW: Open = Open {
+    read: true,
+    write: true,
+    create: true,
+};
+
 impl Fx {
     fn pin(&mut self, start: u64, pages: u32, flags: GupFlags) -> Resource<GuestPin> {
-        self.host.pin_user_pages(start, pages, flags).unwrap().unwrap()
+        self.host.pins().pin_user_pages(start, pages, flags).unwrap().unwrap()
     }
     fn pin_lt(&mut self, start: u64, pages: u32) -> Resource<GuestPin> {
         self.host
+            .pins()
             .pin_longterm_pages(start, pages, GupFlags::WRITE)
             .unwrap()
             .unwrap()
     }
-    fn open(&mut self, path: &str, flags: OpenFlags) -> Result<Resource<host_api::io::GuestFile>, Errno> {
-        self.host.open(path.into(), flags).unwrap()
+    /// A WASI descriptor for `path`, as wasmtime-wasi's `open-at` makes one
+    /// under a read-write preopen.
+    fn open(&mut self, path: &str, how: Open) -> Resource<Descriptor> {
+        descriptor(&mut self.host, &self.dir.join(path), how, FsPerms::ReadWrite)
     }
     fn bytes(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
@@ -123,31 +162,42 @@ impl Fx {
     }
 }
 
+fn descriptor(host: &mut MmHost, path: &std::path::Path, how: Open, perms: FsPerms) -> Resource<Descriptor> {
+    let file = std::fs::OpenOptions::new()
+        .read(how.read)
+        .write(how.write)
+        .create(how.create)
+        .open(path)
+        .unwrap();
+    let mut mode = OpenMode::empty();
+    mode.set(OpenMode::READ, how.read);
+    mode.set(OpenMode::WRITE, how.write);
+    host.table
+        .push(Descriptor::File(File::new(file, perms, mode, false)))
+        .unwrap()
+}
+
 #[test]
 fn sync_read_and_write_move_the_guest_bytes() {
     let mut f = fx(BackendKind::Auto);
     let data = pattern(3 * PAGE as usize + 100, 1);
     f.mm.write(0x10000, &data).unwrap();
     let src = f.pin(0x10000, 4, GupFlags::empty());
-    let file = f
-        .open("out.bin", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE)
-        .unwrap();
-    let n = f
-        .host
-        .write_at(b(&file), b(&src), 0, data.len() as u32, 0)
+    let file = f.open("out.bin", W);
+    let n = block(f.host.pins().write_at(b(&file), b(&src), 0, data.len() as u32, 0))
         .unwrap()
         .unwrap();
     assert_eq!(n as usize, data.len());
     assert_eq!(std::fs::read(f.dir.join("out.bin")).unwrap(), data);
     // Read it back into another buffer (a write pin), at an offset in both.
     let dst = f.pin(0x40000, 4, GupFlags::WRITE);
-    let file = f.open("out.bin", OpenFlags::READ).unwrap();
-    let n = f.host.read_at(b(&file), b(&dst), 10, 1000, 50).unwrap().unwrap();
+    let file = f.open("out.bin", R);
+    let n = block(f.host.pins().read_at(b(&file), b(&dst), 10, 1000, 50))
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 1000);
     assert_eq!(f.bytes(0x40000 + 10, 1000), &data[50..1050]);
     assert_eq!(fnv1a(&f.bytes(0x40000 + 10, 1000)), fnv1a(&data[50..1050]));
-    assert_eq!(f.host.size(b(&file)).unwrap().unwrap(), data.len() as u64);
-    f.host.sync(b(&file)).unwrap().unwrap();
     f.assert_clean_after_drop();
 }
 
@@ -156,18 +206,28 @@ fn short_reads_and_eof() {
     let mut f = fx(BackendKind::Auto);
     std::fs::write(f.dir.join("small.bin"), pattern(5000, 2)).unwrap();
     let buf = f.pin(0, 4, GupFlags::WRITE);
-    let file = f.open("small.bin", OpenFlags::READ).unwrap();
-    assert_eq!(f.host.read_at(b(&file), b(&buf), 0, 8192, 0).unwrap(), Ok(5000));
-    assert_eq!(f.host.read_at(b(&file), b(&buf), 0, 8192, 5000).unwrap(), Ok(0));
-    assert_eq!(f.host.read_at(b(&file), b(&buf), 0, 8192, 1 << 40).unwrap(), Ok(0));
+    let file = f.open("small.bin", R);
+    assert_eq!(
+        block(f.host.pins().read_at(b(&file), b(&buf), 0, 8192, 0)).unwrap(),
+        Ok(5000)
+    );
+    assert_eq!(
+        block(f.host.pins().read_at(b(&file), b(&buf), 0, 8192, 5000)).unwrap(),
+        Ok(0)
+    );
+    assert_eq!(
+        block(f.host.pins().read_at(b(&file), b(&buf), 0, 8192, 1 << 40)).unwrap(),
+        Ok(0)
+    );
     // Async too.
     let t = f
         .host
+        .pins()
         .submit_read_at(b(&file), b(&buf), 0, 8192, 4000)
         .unwrap()
         .unwrap();
-    assert_eq!(f.host.wait(b(&t), 10_000).unwrap(), Some(Ok(1000)));
-    HostIoTicket::drop(&mut f.host, t).unwrap();
+    assert_eq!(block(f.host.pins().wait(b(&t), 10_000)).unwrap(), Some(Ok(1000)));
+    HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
     f.assert_clean_after_drop();
 }
 
@@ -179,9 +239,7 @@ fn vectored_transfers_follow_the_slices() {
     f.mm.write(0x5000 + 100, &data[1000..]).unwrap();
     let p1 = f.pin(0x1000, 1, GupFlags::empty());
     let p2 = f.pin(0x5000, 1, GupFlags::WRITE);
-    let file = f
-        .open("v.bin", OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE)
-        .unwrap();
+    let file = f.open("v.bin", RW);
     let slices = vec![
         IoSlice {
             buf: b(&p1),
@@ -194,7 +252,10 @@ fn vectored_transfers_follow_the_slices() {
             len: 2000,
         },
     ];
-    assert_eq!(f.host.write_at_vectored(b(&file), slices, 7).unwrap(), Ok(3000));
+    assert_eq!(
+        block(f.host.pins().write_at_vectored(b(&file), slices, 7)).unwrap(),
+        Ok(3000)
+    );
     let on_disk = std::fs::read(f.dir.join("v.bin")).unwrap();
     assert_eq!(&on_disk[7..], &data[..]);
     // Read back into three slices of write pins.
@@ -217,7 +278,10 @@ fn vectored_transfers_follow_the_slices() {
             len: 2094,
         },
     ];
-    assert_eq!(f.host.read_at_vectored(b(&file), slices, 7).unwrap(), Ok(2200));
+    assert_eq!(
+        block(f.host.pins().read_at_vectored(b(&file), slices, 7)).unwrap(),
+        Ok(2200)
+    );
     assert_eq!(f.bytes(0x10000, 10), &data[..10]);
     assert_eq!(f.bytes(0x20000 + 4000, 96), &data[10..106]);
     assert_eq!(f.bytes(0x10000 + 2000, 2094), &data[106..2200]);
@@ -227,13 +291,19 @@ fn vectored_transfers_follow_the_slices() {
         offset: 0,
         len: 10,
     }];
-    assert_eq!(f.host.read_at_vectored(b(&file), bad, 0).unwrap(), Err(Errno::Perm));
+    assert_eq!(
+        block(f.host.pins().read_at_vectored(b(&file), bad, 0)).unwrap(),
+        Err(Errno::Perm)
+    );
     let bad = vec![IoSlice {
         buf: b(&d1),
         offset: 4000,
         len: 200,
     }];
-    assert_eq!(f.host.read_at_vectored(b(&file), bad, 0).unwrap(), Err(Errno::Fault));
+    assert_eq!(
+        block(f.host.pins().read_at_vectored(b(&file), bad, 0)).unwrap(),
+        Err(Errno::Fault)
+    );
     f.assert_clean_after_drop();
 }
 
@@ -244,10 +314,8 @@ fn async_stream(backend: BackendKind) {
     assert_eq!(f.host.io_backend().unwrap(), backend);
     let data = pattern(4 << 20, 4);
     std::fs::write(f.dir.join("in.bin"), &data).unwrap();
-    let input = f.open("in.bin", OpenFlags::READ).unwrap();
-    let output = f
-        .open("copy.bin", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE)
-        .unwrap();
+    let input = f.open("in.bin", R);
+    let output = f.open("copy.bin", W);
     const CHUNK: u32 = 64 << 10;
     let bufs: Vec<_> = (0..8)
         .map(|i| f.pin_lt(0x100000 + i * CHUNK as u64, CHUNK / PAGE as u32))
@@ -259,22 +327,27 @@ fn async_stream(backend: BackendKind) {
             .enumerate()
             .map(|(i, buf)| {
                 let at = ((round * 8 + i as u32) * CHUNK) as u64;
-                f.host.submit_read_at(b(&input), b(buf), 0, CHUNK, at).unwrap().unwrap()
+                f.host
+                    .pins()
+                    .submit_read_at(b(&input), b(buf), 0, CHUNK, at)
+                    .unwrap()
+                    .unwrap()
             })
             .collect();
         for (i, t) in tickets.into_iter().enumerate() {
-            assert_eq!(f.host.wait(b(&t), 10_000).unwrap(), Some(Ok(CHUNK)));
-            assert_eq!(f.host.poll(b(&t)).unwrap(), Some(Ok(CHUNK)));
-            HostIoTicket::drop(&mut f.host, t).unwrap();
-            hash = f.host.checksum(b(&bufs[i]), 0, CHUNK, hash).unwrap().unwrap();
+            assert_eq!(block(f.host.pins().wait(b(&t), 10_000)).unwrap(), Some(Ok(CHUNK)));
+            assert_eq!(f.host.pins().poll(b(&t)).unwrap(), Some(Ok(CHUNK)));
+            HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
+            hash = f.host.pins().checksum(b(&bufs[i]), 0, CHUNK, hash).unwrap().unwrap();
             let at = ((round * 8 + i as u32) * CHUNK) as u64;
             let w = f
                 .host
+                .pins()
                 .submit_write_at(b(&output), b(&bufs[i]), 0, CHUNK, at)
                 .unwrap()
                 .unwrap();
-            assert_eq!(f.host.wait(b(&w), 10_000).unwrap(), Some(Ok(CHUNK)));
-            HostIoTicket::drop(&mut f.host, w).unwrap();
+            assert_eq!(block(f.host.pins().wait(b(&w), 10_000)).unwrap(), Some(Ok(CHUNK)));
+            HostIoTicket::drop(&mut f.host.pins(), w).unwrap();
         }
     }
     assert_eq!(hash, fnv1a(&data), "hash through the pins");
@@ -295,7 +368,7 @@ fn async_stream(backend: BackendKind) {
         assert_eq!(counts.fixed, 0);
     }
     for buf in bufs {
-        f.host.unpin(buf, true).unwrap();
+        f.host.pins().unpin(buf, true).unwrap();
     }
     assert_eq!(f.mm.stats().locked_bytes, 0);
     f.assert_clean_after_drop();
@@ -314,21 +387,22 @@ fn buffer_outlives_its_handle(backend: BackendKind) {
     let mut f = fx(backend);
     let data = pattern(1 << 20, 5);
     std::fs::write(f.dir.join("in.bin"), &data).unwrap();
-    let input = f.open("in.bin", OpenFlags::READ).unwrap();
+    let input = f.open("in.bin", R);
     let buf = f.pin_lt(0x200000, 256);
     let t = f
         .host
+        .pins()
         .submit_read_at(b(&input), b(&buf), 0, 1 << 20, 0)
         .unwrap()
         .unwrap();
-    f.host.unpin(buf, false).unwrap();
+    f.host.pins().unpin(buf, false).unwrap();
     assert_eq!(f.host.usage().0, 0, "the guest no longer holds the pin");
-    assert_eq!(f.host.wait(b(&t), 10_000).unwrap(), Some(Ok(1 << 20)));
+    assert_eq!(block(f.host.pins().wait(b(&t), 10_000)).unwrap(), Some(Ok(1 << 20)));
     assert_eq!(fnv1a(&f.bytes(0x200000, 1 << 20)), fnv1a(&data));
     // Completion is reported after the transfer dropped its pin.
     assert!(!f.mm.page_maybe_dma_pinned(0x200000));
     assert_eq!(f.mm.stats().locked_bytes, 0);
-    HostIoTicket::drop(&mut f.host, t).unwrap();
+    HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
     f.assert_clean_after_drop();
 }
 
@@ -342,76 +416,101 @@ fn the_buffer_stays_pinned_while_in_flight() {
 #[test]
 fn errors_map_to_errno() {
     let mut f = fx(BackendKind::Auto);
-    std::fs::create_dir(f.dir.join("sub")).unwrap();
     std::fs::write(f.dir.join("ro.bin"), b"abc").unwrap();
-    assert_eq!(f.open("missing.bin", OpenFlags::READ).unwrap_err(), Errno::Noent);
-    assert_eq!(f.open("sub", OpenFlags::WRITE).unwrap_err(), Errno::Isdir);
-    assert_eq!(f.open("ro.bin/x", OpenFlags::READ).unwrap_err(), Errno::Notdir);
-    assert_eq!(f.open("ro.bin", OpenFlags::WRITE | OpenFlags::CREATE).map(drop), Ok(()));
-    assert_eq!(f.open("", OpenFlags::READ).unwrap_err(), Errno::Inval);
     let ro = f.pin(0, 1, GupFlags::empty());
     let rw = f.pin(PAGE, 1, GupFlags::WRITE);
-    let file = f.open("ro.bin", OpenFlags::READ).unwrap();
+    let file = f.open("ro.bin", R);
     // Reading into a pin taken without `write` is refused.
-    assert_eq!(f.host.read_at(b(&file), b(&ro), 0, 3, 0).unwrap(), Err(Errno::Perm));
     assert_eq!(
-        f.host.submit_read_at(b(&file), b(&ro), 0, 3, 0).unwrap().unwrap_err(),
+        block(f.host.pins().read_at(b(&file), b(&ro), 0, 3, 0)).unwrap(),
+        Err(Errno::Perm)
+    );
+    assert_eq!(
+        f.host
+            .pins()
+            .submit_read_at(b(&file), b(&ro), 0, 3, 0)
+            .unwrap()
+            .unwrap_err(),
         Errno::Perm
     );
-    // Ranges past the pin.
+    // Ranges past the pin (the descriptor is checked first, as the kernel
+    // checks the fd before the buffer).
+    let both = f.open("ro.bin", RW);
     assert_eq!(
-        f.host.read_at(b(&file), b(&rw), 4000, 200, 0).unwrap(),
+        block(f.host.pins().read_at(b(&both), b(&rw), 4000, 200, 0)).unwrap(),
         Err(Errno::Fault)
     );
     assert_eq!(
-        f.host.write_at(b(&file), b(&rw), u32::MAX, 2, 0).unwrap(),
+        block(f.host.pins().write_at(b(&both), b(&rw), u32::MAX, 2, 0)).unwrap(),
         Err(Errno::Fault)
-    );
-    // Writing to a read-only descriptor: the kernel's EBADF.
-    assert_eq!(f.host.write_at(b(&file), b(&rw), 0, 3, 0).unwrap(), Err(Errno::Badf));
-    let t = f.host.submit_write_at(b(&file), b(&rw), 0, 3, 0).unwrap().unwrap();
-    assert_eq!(f.host.wait(b(&t), 10_000).unwrap(), Some(Err(Errno::Badf)));
-    HostIoTicket::drop(&mut f.host, t).unwrap();
-    // No directory configured: every open is refused.
-    let mut none = MmHost::new(Quotas::default());
-    assert_eq!(
-        none.open("x".into(), OpenFlags::READ).unwrap().unwrap_err(),
-        Errno::Acces
     );
     f.assert_clean_after_drop();
 }
 
+/// The descriptor's own open mode and its preopen's permissions apply: a
+/// transfer out of a pin needs a writable descriptor, into one a readable
+/// descriptor (`badf`, as `pread`/`pwrite` on such an fd), a directory is
+/// `isdir`, and a dead descriptor handle is `badf`, not a trap.
 #[test]
-fn paths_cannot_escape_the_directory() {
+fn the_descriptor_permissions_apply() {
     let mut f = fx(BackendKind::Auto);
-    let outside = tmpdir();
-    std::fs::write(outside.join("secret"), b"no").unwrap();
-    std::fs::write(f.dir.join("inside.bin"), b"yes").unwrap();
-    std::os::unix::fs::symlink(outside.join("secret"), f.dir.join("out-link")).unwrap();
-    std::os::unix::fs::symlink("inside.bin", f.dir.join("in-link")).unwrap();
-    std::fs::create_dir(f.dir.join("d")).unwrap();
-    let rel = format!("../{}/secret", outside.file_name().unwrap().to_str().unwrap());
-    for path in [rel.as_str(), "/etc/passwd", "d/../../x", "out-link", "/proc/self/fd/0"] {
-        assert_eq!(f.open(path, OpenFlags::READ).unwrap_err(), Errno::Acces, "{path}");
-    }
+    std::fs::write(f.dir.join("x.bin"), pattern(PAGE as usize, 3)).unwrap();
+    let rw = f.pin(0, 1, GupFlags::WRITE);
+    let read_only = f.open("x.bin", R);
+    let write_only = f.open("x.bin", W);
+    let v = |h: &mut MmHost, fd: &Resource<Descriptor>, read: bool| {
+        let mut p = h.pins();
+        if read {
+            block(p.read_at(b(fd), b(&rw), 0, 16, 0)).unwrap()
+        } else {
+            block(p.write_at(b(fd), b(&rw), 0, 16, 0)).unwrap()
+        }
+    };
+    assert_eq!(v(&mut f.host, &read_only, false), Err(Errno::Badf));
+    assert_eq!(v(&mut f.host, &write_only, true), Err(Errno::Badf));
+    assert_eq!(v(&mut f.host, &read_only, true), Ok(16));
+    assert_eq!(v(&mut f.host, &write_only, false), Ok(16));
     assert_eq!(
-        f.open("../escape.bin", OpenFlags::WRITE | OpenFlags::CREATE)
+        f.host
+            .pins()
+            .submit_write_at(b(&read_only), b(&rw), 0, 16, 0)
+            .unwrap()
             .unwrap_err(),
-        Errno::Acces
+        Errno::Badf
     );
-    assert!(!f.dir.parent().unwrap().join("escape.bin").exists());
-    // Only regular files: a FIFO would block the host in open or read.
-    let fifo = f.dir.join("fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    assert_eq!(f.open("fifo", OpenFlags::READ).unwrap_err(), Errno::Acces);
-    assert_eq!(f.open("d", OpenFlags::READ).unwrap_err(), Errno::Isdir);
-    // Inside the directory: fine, symlinks included.
-    assert!(f.open("in-link", OpenFlags::READ).is_ok());
-    assert!(f.open("d/../inside.bin", OpenFlags::READ).is_ok());
+    let slices = vec![IoSlice {
+        buf: b(&rw),
+        offset: 0,
+        len: 16,
+    }];
+    assert_eq!(
+        block(f.host.pins().write_at_vectored(b(&read_only), slices, 0)).unwrap(),
+        Err(Errno::Badf)
+    );
+    // A writable descriptor under a read-only preopen: still no writes.
+    let ro_preopen = descriptor(&mut f.host, &f.dir.join("x.bin"), RW, FsPerms::ReadOnly);
+    assert_eq!(v(&mut f.host, &ro_preopen, false), Err(Errno::Badf));
+    // A directory.
+    let dir = std::fs::File::open(&f.dir).unwrap();
+    let d = f
+        .host
+        .table
+        .push(Descriptor::Dir(wasmtime_wasi::filesystem::Dir::new(
+            dir,
+            FsPerms::ReadWrite,
+            OpenMode::READ,
+            false,
+        )))
+        .unwrap();
+    assert_eq!(v(&mut f.host, &d, true), Err(Errno::Isdir));
+    // A dead handle.
+    let dead = Resource::<Descriptor>::new_borrow(9999);
+    assert_eq!(v(&mut f.host, &dead, true), Err(Errno::Badf));
+    f.assert_clean_after_drop();
+}
+
+fn loopback(port: u16) -> host_api::bindings::wasi::sockets::network::IpSocketAddress {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()
 }
 
 #[test]
@@ -422,8 +521,16 @@ fn tcp_send_and_recv_use_pinned_buffers() {
     let src = f.pin(0, 3, GupFlags::empty());
     let dst = f.pin(0x10000, 3, GupFlags::WRITE);
     // Host listener, test-side peer.
-    let l = f.host.bind(0).unwrap().unwrap();
-    let port = f.host.local_port(b(&l)).unwrap();
+    let l = block(f.host.pins().bind(loopback(0))).unwrap().unwrap();
+    let port = match f.host.pins().local_address(b(&l)).unwrap().unwrap() {
+        host_api::bindings::wasi::sockets::network::IpSocketAddress::Ipv4(a) => a.port,
+        other => panic!("{other:?}"),
+    };
+    // Nobody connects yet: accept times out instead of blocking.
+    assert_eq!(
+        block(f.host.pins().accept(b(&l), 0)).unwrap().unwrap_err(),
+        Errno::Timedout
+    );
     let peer = std::thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut got = vec![0; 3 * PAGE as usize];
@@ -431,20 +538,20 @@ fn tcp_send_and_recv_use_pinned_buffers() {
         s.write_all(&got).unwrap(); // echo
         got
     });
-    let s = f.host.accept(b(&l)).unwrap().unwrap();
+    let s = block(f.host.pins().accept(b(&l), 10_000)).unwrap().unwrap();
     let mut sent = 0;
     while sent < data.len() as u32 {
-        sent += f
-            .host
-            .send(b(&s), b(&src), sent, data.len() as u32 - sent)
-            .unwrap()
-            .unwrap();
+        sent += block(
+            f.host
+                .pins()
+                .send(b(&s), b(&src), sent, data.len() as u32 - sent, 10_000),
+        )
+        .unwrap()
+        .unwrap();
     }
     let mut got = 0;
     while got < data.len() as u32 {
-        let n = f
-            .host
-            .recv(b(&s), b(&dst), got, data.len() as u32 - got)
+        let n = block(f.host.pins().recv(b(&s), b(&dst), got, data.len() as u32 - got, 10_000))
             .unwrap()
             .unwrap();
         assert!(n > 0);
@@ -453,19 +560,64 @@ fn tcp_send_and_recv_use_pinned_buffers() {
     assert_eq!(fnv1a(&peer.join().unwrap()), fnv1a(&data));
     assert_eq!(fnv1a(&f.bytes(0x10000, data.len())), fnv1a(&data));
     // recv into a read-only pin is refused; a closed peer reads as 0.
-    assert_eq!(f.host.recv(b(&s), b(&src), 0, 10).unwrap(), Err(Errno::Perm));
-    assert_eq!(f.host.recv(b(&s), b(&dst), 0, 10).unwrap(), Ok(0));
-    // Host connects to a test-side listener; nobody on a closed port.
+    assert_eq!(
+        block(f.host.pins().recv(b(&s), b(&src), 0, 10, 1000)).unwrap(),
+        Err(Errno::Perm)
+    );
+    assert_eq!(block(f.host.pins().recv(b(&s), b(&dst), 0, 10, 10_000)).unwrap(), Ok(0));
+    // Host connects to a test-side listener; a silent peer times out.
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let sport = server.local_addr().unwrap().port();
-    let c = f.host.connect(sport).unwrap().unwrap();
+    let c = block(f.host.pins().connect(loopback(sport), 10_000)).unwrap().unwrap();
     let (mut peer, _) = server.accept().unwrap();
+    assert_eq!(
+        block(f.host.pins().recv(b(&c), b(&dst), 0, 5, 50)).unwrap(),
+        Err(Errno::Timedout)
+    );
     peer.write_all(b"hello").unwrap();
-    assert_eq!(f.host.recv(b(&c), b(&dst), 0, 5).unwrap(), Ok(5));
+    assert_eq!(block(f.host.pins().recv(b(&c), b(&dst), 0, 5, 10_000)).unwrap(), Ok(5));
     assert_eq!(f.bytes(0x10000, 5), b"hello");
     drop(server);
-    assert_eq!(f.host.connect(sport).unwrap().unwrap_err(), Errno::Connrefused);
+    assert_eq!(
+        block(f.host.pins().connect(loopback(sport), 10_000))
+            .unwrap()
+            .unwrap_err(),
+        Errno::Connrefused
+    );
     f.assert_clean_after_drop();
+}
+
+/// Sockets obey the embedder's address check, WASI's model: the default
+/// denies everything; a check sees the address and its use.
+#[test]
+fn sockets_obey_the_address_check() {
+    let mut denied = MmHost::new(Quotas::default());
+    assert_eq!(
+        block(denied.pins().bind(loopback(0))).unwrap().unwrap_err(),
+        Errno::Acces
+    );
+    assert_eq!(
+        block(denied.pins().connect(loopback(1), 100)).unwrap().unwrap_err(),
+        Errno::Acces
+    );
+    assert_eq!(denied.held().sockets, 0);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let check: host_api::SocketAddrCheck = Arc::new(move |addr, use_| {
+        log.lock().unwrap().push(format!("{use_:?}"));
+        // Only port 7 may be connected to.
+        let ok = !matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect) || addr.port() == 7;
+        Box::pin(async move { ok })
+    });
+    let mut host = MmHost::from(PinCtx::default().socket_addr_check(check));
+    let l = block(host.pins().bind(loopback(0))).unwrap().unwrap();
+    assert_eq!(
+        block(host.pins().connect(loopback(9), 100)).unwrap().unwrap_err(),
+        Errno::Acces
+    );
+    assert_eq!(*seen.lock().unwrap(), ["TcpBind", "TcpListen", "TcpConnect"]);
+    host_api::bindings::wasm_pin::mm::zero_copy_net::HostTcpListener::drop(&mut host.pins(), l).unwrap();
+    assert_eq!(host.held().sockets, 0);
 }
 
 /// The thread backend's bounded queue (one busy worker, depth 1) answers
@@ -475,12 +627,12 @@ fn tcp_send_and_recv_use_pinned_buffers() {
 fn a_full_queue_is_again_not_a_hang() {
     let mut f = fx_with(BackendKind::Threads, 1, 1);
     std::fs::write(f.dir.join("big.bin"), pattern(8 << 20, 7)).unwrap();
-    let file = f.open("big.bin", OpenFlags::READ).unwrap();
+    let file = f.open("big.bin", R);
     let buf = f.pin_lt(0x400000, 2048);
     let mut tickets = Vec::new();
     let mut again = false;
     for i in 0..10_000u64 {
-        match f.host.submit_read_at(b(&file), b(&buf), 0, 8 << 20, i).unwrap() {
+        match f.host.pins().submit_read_at(b(&file), b(&buf), 0, 8 << 20, i).unwrap() {
             Ok(t) => tickets.push(t),
             Err(e) => {
                 assert_eq!(e, Errno::Again);
@@ -491,8 +643,8 @@ fn a_full_queue_is_again_not_a_hang() {
     }
     assert!(again, "10000 submissions of 8 MiB never filled a queue of 1");
     for t in tickets {
-        assert!(matches!(f.host.wait(b(&t), 10_000).unwrap(), Some(Ok(_))));
-        HostIoTicket::drop(&mut f.host, t).unwrap();
+        assert!(matches!(block(f.host.pins().wait(b(&t), 10_000)).unwrap(), Some(Ok(_))));
+        HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
     }
     f.assert_clean_after_drop();
 }
@@ -505,18 +657,23 @@ fn dropping_the_store_with_io_in_flight_releases_every_pin() {
         std::fs::write(f.dir.join("big.bin"), &data).unwrap();
         // Guard bytes around the buffers must survive whatever happens.
         f.mm.write(0x7ff000, &[0xaa; 4096]).unwrap();
-        let file = f.open("big.bin", OpenFlags::READ).unwrap();
+        let file = f.open("big.bin", R);
         let bufs: Vec<_> = (0..4).map(|i| f.pin_lt(0x800000 + i * (1 << 20), 256)).collect();
         let mut tickets = Vec::new();
         for i in 0..32u64 {
             let buf = &bufs[(i % 4) as usize];
-            if let Ok(t) = f.host.submit_read_at(b(&file), b(buf), 0, 1 << 20, i << 18).unwrap() {
+            if let Ok(t) = f
+                .host
+                .pins()
+                .submit_read_at(b(&file), b(buf), 0, 1 << 20, i << 18)
+                .unwrap()
+            {
                 tickets.push(t);
             }
         }
         // Drop some tickets (cancel) and leave the rest; then drop everything.
         for t in tickets.drain(..8) {
-            HostIoTicket::drop(&mut f.host, t).unwrap();
+            HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
         }
         let mm = f.mm.clone();
         f.assert_clean_after_drop();
@@ -544,18 +701,21 @@ fn a_guest_trap_with_io_in_flight_leaves_the_host_clean() {
     let component =
         wasmtime::component::Component::new(&engine, wasm_pin_guests::component("trap_with_io").unwrap()).unwrap();
     let mut linker = wasmtime::component::Linker::new(&engine);
-    host_api::add_to_linker(&mut linker, |h: &mut MmHost| h).unwrap();
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
     for backend in backends() {
-        let io = IoConfig {
-            dir: Some(dir.clone()),
+        let mut wasi = wasmtime_wasi::WasiCtx::builder();
+        wasi.preopened_dir(&dir, "/", FsPerms::ReadWrite).unwrap();
+        let pins = PinCtx::default().with_io(IoConfig {
             backend,
             ..IoConfig::default()
-        };
-        let mut store = wasmtime::Store::new(&engine, MmHost::new(Quotas::default()).with_io(io));
-        let guest = host_api::instantiate(&mut store, &linker, &component, &creator, |h| h).unwrap();
-        let mm = store.data().memory().unwrap().clone();
+        });
+        let mut store = wasmtime::Store::new(&engine, wasi_state::State::new(wasi.build(), pins));
+        let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         let err = guest.call_run(&mut store).expect_err("the guest traps");
         assert!(format!("{err:?}").contains("unreachable"), "{err:?}");
+        let mm = store.data().pins.memory().expect("the guest pinned").clone();
+        assert!(mm.stats().pins_outstanding() > 0, "reads still in flight at the trap");
         drop(store);
         let s = mm.stats();
         assert_eq!((s.pins_outstanding(), s.locked_bytes), (0, 0), "{backend:?}: {s:?}");

@@ -27,6 +27,9 @@ web_cargo() {
         RUSTFLAGS="$rustflags" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
         /usr/bin/cargo "$@"
 }
+# The guests read ../../wit, whose WASI dependencies (wit/deps) the host
+# build takes from the wasmtime-wasi crate: make sure they are there.
+(cd ../.. && cargo build -q -p wasm-pin-guests)
 web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
 ls -l target/wasm32-unknown-unknown/release/checksum_guest.wasm
 

@@ -1,28 +1,51 @@
-//! WIT bindings: `bindgen!` over `wit/`, world `guest` (generated; public so
-//! embedders and tests can call the host functions directly).
+//! WIT bindings: `bindgen!` over `wit/` (world `test-guest`: the pin
+//! interfaces), generated; public so embedders and tests can call the host
+//! functions directly.
 //!
-//! The `pinned-pages` and `memory-grant` resources are backed by
-//! [`GuestPin`](crate::GuestPin) and [`GuestGrant`](crate::GuestGrant) in the
-//! store's `ResourceTable`. Every import is trappable, so a handle that the
+//! WASI's types are wasmtime-wasi's own (`with: { "wasi": ... }`): a
+//! `borrow<descriptor>` arrives as a `Resource<wasmtime_wasi::filesystem::Descriptor>`
+//! of the same `ResourceTable` wasmtime-wasi uses, and a pollable as its
+//! `DynPollable`. The pin resources are backed by [`GuestPin`](crate::GuestPin),
+//! [`GuestGrant`](crate::GuestGrant), [`GuestTicket`](crate::io::GuestTicket)
+//! and the sockets of [`crate::net`].
+//!
+//! The calls that wait (transfers, ticket waits, sockets) are generated as
+//! `async`: [`crate::add_to_linker_async`] registers them with
+//! `func_wrap_async`, and the store awaits them. [`crate::add_to_linker_sync`]
+//! registers the same functions by hand, blocking the calling thread as a
+//! synchronous store expects. Every import is trappable, so a handle the
 //! table does not know traps instead of panicking the host.
 // Generated items carry the WIT doc comments where bindgen copies them.
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "guest",
-    imports: { default: trappable },
+    world: "test-guest",
+    imports: {
+        "wasm-pin:mm/zero-copy-io.read-at": async | trappable,
+        "wasm-pin:mm/zero-copy-io.write-at": async | trappable,
+        "wasm-pin:mm/zero-copy-io.read-at-vectored": async | trappable,
+        "wasm-pin:mm/zero-copy-io.write-at-vectored": async | trappable,
+        "wasm-pin:mm/zero-copy-io.[method]io-ticket.wait": async | trappable,
+        "wasm-pin:mm/zero-copy-net.[static]tcp-listener.bind": async | trappable,
+        "wasm-pin:mm/zero-copy-net.[method]tcp-listener.accept": async | trappable,
+        "wasm-pin:mm/zero-copy-net.[static]tcp-stream.connect": async | trappable,
+        "wasm-pin:mm/zero-copy-net.[method]tcp-stream.send": async | trappable,
+        "wasm-pin:mm/zero-copy-net.[method]tcp-stream.recv": async | trappable,
+        default: trappable,
+    },
     with: {
+        "wasi": wasmtime_wasi::p2::bindings,
         "wasm-pin:mm/gup.pinned-pages": crate::GuestPin,
         "wasm-pin:mm/gup.memory-grant": crate::GuestGrant,
-        "wasm-pin:mm/zero-copy-io.file": crate::io::GuestFile,
         "wasm-pin:mm/zero-copy-io.io-ticket": crate::io::GuestTicket,
-        "wasm-pin:mm/zero-copy-io.tcp-listener": std::net::TcpListener,
-        "wasm-pin:mm/zero-copy-io.tcp-stream": std::net::TcpStream,
+        "wasm-pin:mm/zero-copy-net.tcp-listener": crate::net::TcpListener,
+        "wasm-pin:mm/zero-copy-net.tcp-stream": crate::net::TcpStream,
     },
+    require_store_data_send: true,
 });
 
-pub use wasm_pin::mm::gup::{Errno, GupFlags, MmStats};
+use wasm_pin::mm::gup::{Errno, GupFlags, MmStats};
 
 impl From<runtime_mm::Errno> for Errno {
     fn from(e: runtime_mm::Errno) -> Self {

@@ -1,22 +1,22 @@
 //! The `gup` imports for component guests: the generated `Host` traits
-//! implemented on [`MmHost`], and `add_to_linker`.
+//! implemented on [`PinCtxView`], and their registration (`add_gup`).
 
 use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
 use crate::caller::Addr;
-use crate::host::{checksum, PinKind};
-use crate::{GuestGrant, GuestPin, MmHost};
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceType};
+use crate::pins::{checksum, PinKind};
+use crate::view::PinCtxView;
+use crate::{GuestGrant, GuestPin};
+use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime::Result;
 use wasmtime::StoreContextMut;
 
 type PinResult = Result<std::result::Result<Resource<GuestPin>, Errno>>;
 
-impl MmHost {
+impl PinCtxView<'_> {
     fn pin_own(&mut self, kind: PinKind, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
         let r = self
             .own_mm()
-            .cloned()
-            .and_then(|mm| self.pin(&mm, kind, start, nr_pages, flags.into()));
+            .and_then(|mm| self.pin_pages(&mm, kind, start, nr_pages, flags.into()));
         Ok(r.map_err(Errno::from))
     }
 
@@ -30,7 +30,7 @@ impl MmHost {
     ) -> PinResult {
         let r = self
             .granted(grant)
-            .and_then(|mm| self.pin(&mm, kind, start, nr, flags.into()));
+            .and_then(|mm| self.pin_pages(&mm, kind, start, nr, flags.into()));
         Ok(r.map_err(Errno::from))
     }
 }
@@ -41,7 +41,7 @@ fn trap(e: runtime_mm::Errno) -> wasmtime::Error {
     wasmtime::Error::msg(format!("wasm-pin: bad resource handle ({e})"))
 }
 
-impl HostPinnedPages for MmHost {
+impl HostPinnedPages for PinCtxView<'_> {
     fn start(&mut self, pages: Resource<GuestPin>) -> Result<u64> {
         Ok(self.pinned(&pages).map_err(trap)?.pages.start())
     }
@@ -70,7 +70,7 @@ impl HostPinnedPages for MmHost {
     }
 }
 
-impl HostMemoryGrant for MmHost {
+impl HostMemoryGrant for PinCtxView<'_> {
     fn len(&mut self, grant: Resource<GuestGrant>) -> Result<u64> {
         Ok(self.granted(&grant).map_err(trap)?.len())
     }
@@ -80,7 +80,7 @@ impl HostMemoryGrant for MmHost {
     }
 }
 
-impl Host for MmHost {
+impl Host for PinCtxView<'_> {
     // The four local pins are registered with the caller's memory (see
     // `add_gup`); these trait methods serve callers that reach `MmHost`
     // directly (tests, embedders calling the host), on the attached memory.
@@ -101,7 +101,7 @@ impl Host for MmHost {
     }
 
     fn open_grant(&mut self, name: String) -> Result<std::result::Result<Resource<GuestGrant>, Errno>> {
-        Ok(MmHost::open_grant(self, &name).map_err(Errno::from))
+        Ok(PinCtxView::open_grant(self, &name).map_err(Errno::from))
     }
 
     fn pin_user_pages_remote(
@@ -125,7 +125,7 @@ impl Host for MmHost {
     }
 
     fn page_maybe_dma_pinned(&mut self, addr: u64) -> Result<bool> {
-        Ok(self.memory().is_some_and(|mm| mm.page_maybe_dma_pinned(addr)))
+        Ok(self.ctx.memory().is_some_and(|mm| mm.page_maybe_dma_pinned(addr)))
     }
 
     fn page_size(&mut self) -> Result<u32> {
@@ -133,20 +133,22 @@ impl Host for MmHost {
     }
 
     fn stats(&mut self) -> Result<MmStats> {
-        Ok(self.memory().map(|mm| mm.stats()).unwrap_or_default().into())
+        Ok(self.ctx.memory().map(|mm| mm.stats()).unwrap_or_default().into())
     }
 }
 
-impl MmHost {
+impl PinCtxView<'_> {
     /// A local pin on the calling instance's own memory, found per call.
     fn pin_caller(&mut self, kind: PinKind, start: Addr, nr: u32, flags: GupFlags) -> PinResult {
         match start.memory() {
             Some(mm) => {
-                self.attach(mm.clone());
-                Ok(self.pin(&mm, kind, start.value, nr, flags.into()).map_err(Errno::from))
+                self.ctx.attach(mm.clone());
+                Ok(self
+                    .pin_pages(&mm, kind, start.value, nr, flags.into())
+                    .map_err(Errno::from))
             }
             None => {
-                self.warn_no_memory();
+                self.ctx.warn_no_memory();
                 Ok(Err(Errno::Opnotsupp))
             }
         }
@@ -156,13 +158,13 @@ impl MmHost {
 /// Registers `wasm-pin:mm/gup` by hand: the generated registration would
 /// lift `start` as a plain `u64`, and the local pins need the caller's
 /// memory with it ([`Addr`]). Everything else calls the generated traits.
-fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
+pub(crate) fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> PinCtxView<'_>) -> Result<()> {
     let mut inst = linker.instance("wasm-pin:mm/gup@0.1.0")?;
     inst.resource("pinned-pages", ResourceType::host::<GuestPin>(), move |mut s, rep| {
-        HostPinnedPages::drop(get(s.data_mut()), Resource::new_own(rep))
+        HostPinnedPages::drop(&mut get(s.data_mut()), Resource::new_own(rep))
     })?;
     inst.resource("memory-grant", ResourceType::host::<GuestGrant>(), move |mut s, rep| {
-        HostMemoryGrant::drop(get(s.data_mut()), Resource::new_own(rep))
+        HostMemoryGrant::drop(&mut get(s.data_mut()), Resource::new_own(rep))
     })?;
     inst.func_wrap(
         "[method]pinned-pages.start",
@@ -185,7 +187,7 @@ fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -
     inst.func_wrap(
         "[method]memory-grant.len",
         move |mut s: StoreContextMut<'_, T>, (g,): (Resource<GuestGrant>,)| {
-            Ok((HostMemoryGrant::len(get(s.data_mut()), g)?,))
+            Ok((HostMemoryGrant::len(&mut get(s.data_mut()), g)?,))
         },
     )?;
     for (name, kind) in [
@@ -203,7 +205,7 @@ fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -
     }
     inst.func_wrap(
         "open-grant",
-        move |mut s: StoreContextMut<'_, T>, (name,): (String,)| Ok((Host::open_grant(get(s.data_mut()), name)?,)),
+        move |mut s: StoreContextMut<'_, T>, (name,): (String,)| Ok((Host::open_grant(&mut get(s.data_mut()), name)?,)),
     )?;
     for (name, kind) in [
         ("pin-user-pages-remote", PinKind::UserRemote),
@@ -224,7 +226,7 @@ fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -
         Ok((region_page_size(),))
     })?;
     inst.func_wrap("stats", move |mut s: StoreContextMut<'_, T>, (): ()| {
-        Ok((Host::stats(get(s.data_mut()))?,))
+        Ok((Host::stats(&mut get(s.data_mut()))?,))
     })?;
     Ok(())
 }
@@ -232,26 +234,4 @@ fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -
 pub(crate) fn region_page_size() -> u32 {
     // Every Mm pins at host-page granularity.
     runtime_mm::Mm::host_page_size() as u32
-}
-
-/// Adds the imports of world `guest` (`wasm-pin:mm/gup`, `zero-copy-io`,
-/// `environment`) to a component linker, in wasmtime's
-/// usual shape (compare `wasmtime_wasi::p2::add_to_linker_sync`): `get` finds
-/// the store's [`MmHost`].
-///
-/// ```
-/// use host_api::MmHost;
-/// use wasmtime::component::Linker;
-///
-/// struct State { mm: MmHost }
-///
-/// let engine = wasmtime::Engine::default();
-/// let mut linker = Linker::<State>::new(&engine);
-/// host_api::add_to_linker(&mut linker, |s: &mut State| &mut s.mm).unwrap();
-/// ```
-pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut MmHost) -> Result<()> {
-    use crate::bindings::wasm_pin::mm::{environment, zero_copy_io};
-    add_gup(linker, get)?;
-    zero_copy_io::add_to_linker::<T, HasSelf<MmHost>>(linker, get)?;
-    environment::add_to_linker::<T, HasSelf<MmHost>>(linker, get)
 }

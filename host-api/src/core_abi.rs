@@ -8,8 +8,9 @@
 //! an instance can name only the pins and grants it was given itself, and a
 //! released handle is never reused for another object.
 
-use crate::host::{checksum, PinKind};
-use crate::{GuestGrant, GuestPin, MmHost};
+use crate::pins::{checksum, PinKind};
+use crate::view::{PinCtxView, PinView};
+use crate::{GuestGrant, GuestPin};
 use runtime_mm::{Errno, GupFlags, Mm, PinMemoryCreator, PinnedPages};
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -62,16 +63,16 @@ fn caller_mm<T>(caller: &mut Caller<'_, T>, creator: &PinMemoryCreator) -> Resul
 /// The caller's handle table; a caller without a memory holds no handle.
 fn handles<'a, T>(
     caller: &'a mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut MmHost,
-) -> Result<(&'a mut MmHost, usize), Errno> {
+    get: fn(&mut T) -> PinCtxView<'_>,
+) -> Result<(PinCtxView<'a>, usize), Errno> {
     let key = caller_base(caller).ok_or(Errno::BadF)? as usize;
     Ok((get(caller.data_mut()), key))
 }
 
 /// Gives the caller a handle on a new pin; undoes the pin if it cannot.
-fn give_pin(host: &mut MmHost, key: usize, pin: Resource<GuestPin>) -> Result<i32, Errno> {
+fn give_pin(host: &mut PinCtxView<'_>, key: usize, pin: Resource<GuestPin>) -> Result<i32, Errno> {
     let rep = pin.rep();
-    host.core_handles(key).insert(&pin).inspect_err(|_| {
+    host.ctx.core_handles(key).insert(&pin).inspect_err(|_| {
         let _ = host.release(Resource::new_own(rep), false);
     })
 }
@@ -79,7 +80,7 @@ fn give_pin(host: &mut MmHost, key: usize, pin: Resource<GuestPin>) -> Result<i3
 fn pin_local<T>(
     caller: &mut Caller<'_, T>,
     creator: &PinMemoryCreator,
-    get: fn(&mut T) -> &mut MmHost,
+    get: fn(&mut T) -> PinCtxView<'_>,
     kind: PinKind,
     start: i64,
     nr: i32,
@@ -87,17 +88,17 @@ fn pin_local<T>(
 ) -> i32 {
     let r = flags(bits).and_then(|f| {
         let (key, mm) = caller_mm(caller, creator)?;
-        let host = get(caller.data_mut());
-        host.attach(mm.clone());
-        let pin = host.pin(&mm, kind, start as u64, nr as u32, f)?;
-        give_pin(host, key, pin)
+        let mut host = get(caller.data_mut());
+        host.ctx.attach(mm.clone());
+        let pin = host.pin_pages(&mm, kind, start as u64, nr as u32, f)?;
+        give_pin(&mut host, key, pin)
     });
     r.unwrap_or_else(neg)
 }
 
 fn pin_remote<T>(
     caller: &mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut MmHost,
+    get: fn(&mut T) -> PinCtxView<'_>,
     kind: PinKind,
     grant: i32,
     start: i64,
@@ -105,18 +106,25 @@ fn pin_remote<T>(
     bits: i32,
 ) -> i32 {
     let r = flags(bits).and_then(|f| {
-        let (host, key) = handles(caller, get)?;
-        let grant = host.core_handles(key).get::<GuestGrant>(grant)?;
+        let (mut host, key) = handles(caller, get)?;
+        let grant = host.ctx.core_handles(key).get::<GuestGrant>(grant)?;
         let mm = host.granted(&grant)?;
-        let pin = host.pin(&mm, kind, start as u64, nr as u32, f)?;
-        give_pin(host, key, pin)
+        let pin = host.pin_pages(&mm, kind, start as u64, nr as u32, f)?;
+        give_pin(&mut host, key, pin)
     });
     r.unwrap_or_else(neg)
 }
 
 /// Adds the `gup` imports under [`MODULE`] to a core-module linker. `creator`
-/// is the engine's memory creator (to find each caller's `Mm`); `get` finds
-/// the store's [`MmHost`].
+/// is the engine's memory creator (to find each caller's `Mm`); the store's
+/// data gives the pin state through [`PinView`].
+///
+/// WASI preview1 programs get no `zero-copy-io` here: wasmtime-wasi 48 keeps
+/// a p1 fd's file private to `WasiP1Ctx` (its descriptor map and lookups are
+/// private), so no host crate can reach the file behind an fd number. A
+/// `wasm32-wasip1` program gets zero-copy I/O by being componentized with the
+/// preview1 command adapter (as the demo guest is): it then holds WASI p2
+/// descriptors and uses the component imports.
 ///
 /// ```
 /// use host_api::MmHost;
@@ -127,12 +135,18 @@ fn pin_remote<T>(
 /// creator.install(&mut config);
 /// let engine = wasmtime::Engine::new(&config).unwrap();
 /// let mut linker = wasmtime::Linker::<MmHost>::new(&engine);
-/// host_api::add_to_core_linker(&mut linker, &creator, |h| h).unwrap();
+/// host_api::add_to_core_linker(&mut linker, &creator).unwrap();
 /// ```
-pub fn add_to_core_linker<T: 'static>(
+pub fn add_to_core_linker<T: PinView + 'static>(linker: &mut Linker<T>, creator: &Arc<PinMemoryCreator>) -> Result<()> {
+    add_to_core_linker_with(linker, creator, T::pins)
+}
+
+/// [`add_to_core_linker`] with an explicit getter of the pin view, for store
+/// data that does not implement [`PinView`].
+pub fn add_to_core_linker_with<T: 'static>(
     linker: &mut Linker<T>,
     creator: &Arc<PinMemoryCreator>,
-    get: fn(&mut T) -> &mut MmHost,
+    get: fn(&mut T) -> PinCtxView<'_>,
 ) -> Result<()> {
     let local = [
         ("pin-user-pages", PinKind::User),
@@ -166,28 +180,28 @@ pub fn add_to_core_linker<T: 'static>(
     linker.func_wrap(MODULE, "open-grant", move |mut c: Caller<'_, T>, ptr: i32, len: i32| {
         let r = caller_mm(&mut c, &creator1).and_then(|(key, mm)| {
             let name = read_guest_string(&mm, ptr, len)?;
-            let host = get(c.data_mut());
+            let mut host = get(c.data_mut());
             let grant = host.open_grant(&name)?;
             let rep = grant.rep();
-            host.core_handles(key).insert(&grant).inspect_err(|_| {
+            host.ctx.core_handles(key).insert(&grant).inspect_err(|_| {
                 let _ = host.drop_grant(Resource::new_own(rep));
             })
         });
         r.unwrap_or_else(neg)
     })?;
     linker.func_wrap(MODULE, "drop-grant", move |mut c: Caller<'_, T>, grant: i32| {
-        let r = handles(&mut c, get).and_then(|(host, key)| {
-            let g = host.core_handles(key).get::<GuestGrant>(grant)?;
+        let r = handles(&mut c, get).and_then(|(mut host, key)| {
+            let g = host.ctx.core_handles(key).get::<GuestGrant>(grant)?;
             host.drop_grant(g)?;
-            host.core_handles(key).remove::<GuestGrant>(grant).map(drop)
+            host.ctx.core_handles(key).remove::<GuestGrant>(grant).map(drop)
         });
         r.map_or_else(neg, |()| 0)
     })?;
     linker.func_wrap(MODULE, "unpin", move |mut c: Caller<'_, T>, handle: i32, dirty: i32| {
-        let r = handles(&mut c, get).and_then(|(host, key)| {
-            let pin = host.core_handles(key).get::<GuestPin>(handle)?;
+        let r = handles(&mut c, get).and_then(|(mut host, key)| {
+            let pin = host.ctx.core_handles(key).get::<GuestPin>(handle)?;
             host.release(pin, dirty != 0)?;
-            host.core_handles(key).remove::<GuestPin>(handle).map(drop)
+            host.ctx.core_handles(key).remove::<GuestPin>(handle).map(drop)
         });
         r.map_or_else(neg, |()| 0)
     })?;
@@ -248,12 +262,12 @@ pub fn add_to_core_linker<T: 'static>(
 /// Runs `f` on the caller's own pin behind `handle`.
 fn with_pin<T, R>(
     caller: &mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut MmHost,
+    get: fn(&mut T) -> PinCtxView<'_>,
     handle: i32,
     f: impl FnOnce(&PinnedPages) -> Result<R, Errno>,
 ) -> Result<R, Errno> {
     let (host, key) = handles(caller, get)?;
-    let pin = host.core_handles(key).get::<GuestPin>(handle)?;
+    let pin = host.ctx.core_handles(key).get::<GuestPin>(handle)?;
     f(&host.pinned(&pin)?.pages)
 }
 

@@ -1,73 +1,128 @@
-//! wasm-pin's host functions: guests pin their own buffers through imports.
+//! wasm-pin's host functions: an add-on to wasmtime-wasi with which guests
+//! pin their own buffers and move bytes between WASI files or sockets and the
+//! pinned pages with no copy.
 //!
 //! ```text
-//!   wit/gup.wit ──bindgen!──► bindings ──► component (Host impls, add_to_linker)
-//!                                              │
-//!   core_abi (add_to_core_linker) ─────────────┤
-//!                                              ▼
-//!                        MmHost (per store: memory, ResourceTable, quotas)
-//!                                              │
-//!                                              ▼
-//!                               runtime_mm::gup on the guest's Mm
+//!   wit/gup.wit, wit/io.wit ──bindgen!──► bindings (WASI types are wasmtime-wasi's)
+//!                                             │
+//!   component: add_to_linker_sync / _async ───┤  (gup by hand: caller's memory per call)
+//!   core_abi:  add_to_core_linker ────────────┤
+//!                                             ▼
+//!        PinView::pins() ──► PinCtxView { ctx: &mut PinCtx, table: &mut ResourceTable }
+//!                                             │                 (the table WasiView hands out)
+//!           ┌─────────────────┬───────────────┼─────────────────┐
+//!           ▼                 ▼               ▼                 ▼
+//!        pins (gup,        io (WASI        net (own TCP,     handles (core-ABI
+//!        quotas)           descriptors,    WASI's address    handles per
+//!           │              backends)       check)            instance)
+//!           ▼
+//!   runtime_mm::gup on the caller's Mm (caller::Addr)
 //! ```
 //!
-//! - `bindings`: the WIT bindings (world `guest`).
-//! - [`MmHost`] / [`Quotas`]: per-store state and per-guest limits.
-//! - [`add_to_linker`]: the imports for component guests.
-//! - [`add_to_core_linker`]: the same for core modules, integer ABI.
-//! - [`instantiate`]: instantiates a component guest and attaches its memory.
-//! - [`io`]: zero-copy file and socket I/O on pinned guest buffers (sync,
-//!   vectored, io_uring and worker-thread async).
+//! - [`PinCtx`] / [`PinView`] / [`PinCtxView`]: per-store state and how the
+//!   imports reach it, in the manner of `wasmtime_wasi::WasiView`.
+//! - [`add_to_linker_sync`] / [`add_to_linker_async`]: the component imports
+//!   (`wasm-pin:mm/gup`, `zero-copy-io`, `zero-copy-net`), beside
+//!   `wasmtime_wasi::p2::add_to_linker_sync` / `_async` on the same linker.
+//! - [`add_to_core_linker`]: `gup` for core modules, integer ABI.
+//! - [`Quotas`]: per-guest limits on every kind of object it can hold.
+//! - [`io`]: zero-copy transfers on WASI descriptors (sync, vectored,
+//!   io_uring and worker-thread async); [`net`]: zero-copy TCP.
 //!
 //! **How the host finds the guest's memory.** Component host functions get no
 //! handle on the caller's memory in wasmtime 48. The local pin imports lift
 //! their `start` argument as `caller::Addr`, which records the memory named
 //! by the caller's `canon lower` options, and find its `Mm` among the live
 //! memories of every [`PinMemoryCreator`] ([`PinMemoryCreator::find`]). So
-//! each call pins its own caller's memory, however the embedder
-//! instantiated, also in composed components. The imports without an
-//! address (`stats`, `page-maybe-dma-pinned`) use the memory the store's
-//! last pin resolved, or the one [`instantiate`] / [`MmHost::attach`] set.
+//! each call pins its own caller's memory however the embedder instantiated
+//! (sync, async, `instantiate_pre`, any world, composed components), with no
+//! setup. `stats` and `page-maybe-dma-pinned`, which carry no address, answer
+//! for the memory the store's last pin resolved (or [`PinCtx::attach`]'s).
 //! Core modules are found on every call through their `memory` export.
+//!
+//! A synchronous embedding:
+//!
+//! ```
+//! use host_api::{PinCtx, PinCtxView, PinView};
+//! use runtime_mm::PinMemoryCreator;
+//! use wasmtime::component::{Linker, ResourceTable};
+//! use wasmtime::{Config, Engine, Store};
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//!
+//! struct State { wasi: WasiCtx, pins: PinCtx, table: ResourceTable }
+//! impl WasiView for State {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> { WasiCtxView { ctx: &mut self.wasi, table: &mut self.table } }
+//! }
+//! impl PinView for State {
+//!     fn pins(&mut self) -> PinCtxView<'_> { PinCtxView { ctx: &mut self.pins, table: &mut self.table } }
+//! }
+//!
+//! let creator = PinMemoryCreator::new();
+//! let mut config = Config::new();
+//! creator.install(&mut config); // every guest memory is a pinnable Mm
+//! let engine = Engine::new(&config)?;
+//! let mut linker = Linker::<State>::new(&engine);
+//! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+//! host_api::add_to_linker_sync(&mut linker)?;
+//! let state = State {
+//!     wasi: WasiCtx::builder().inherit_stdio().build(),
+//!     pins: PinCtx::default(),
+//!     table: ResourceTable::new(),
+//! };
+//! let store = Store::new(&engine, state);
+//! // Instantiate any WASI command, e.g. with
+//! // `wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)`.
+//! # drop(store);
+//! # Ok::<(), wasmtime::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod bindings;
 mod caller;
 mod component;
 mod core_abi;
+mod ctx;
 mod handles;
-mod host;
 pub mod io;
+pub mod net;
+mod pins;
+mod quotas;
+mod view;
 
-pub use bindings::{Errno, Guest, GupFlags, MmStats};
-pub use component::add_to_linker;
-pub use core_abi::{add_to_core_linker, MODULE as CORE_MODULE};
-pub use host::{fnv1a, GuestGrant, GuestPin, MmHost, Objects, Printer, Quotas};
+pub use bindings::wasm_pin::mm::gup::{Errno, GupFlags, MmStats};
+pub use bindings::TestGuest;
+pub use core_abi::{add_to_core_linker, add_to_core_linker_with, MODULE as CORE_MODULE};
+pub use ctx::PinCtx;
 pub use io::{BackendKind, IoConfig, IoCounts};
+pub use net::SocketAddrCheck;
+pub use pins::{fnv1a, GuestGrant, GuestPin};
+pub use quotas::{Objects, Quotas};
+pub use view::{HasPin, MmHost, PinCtxView, PinView};
 
-use runtime_mm::PinMemoryCreator;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Result, Store};
+use wasmtime::component::Linker;
+use wasmtime::Result;
 
-/// Instantiates a `guest`-world component and attaches its memory to the
-/// store's [`MmHost`] (found by `get`). Fails if the component defines no
-/// memory or the engine does not use `creator`.
-///
-/// Not needed for pinning (each pin finds its caller's memory); it sets the
-/// memory that `stats` and `page-maybe-dma-pinned` answer for before the
-/// guest's first pin.
-pub fn instantiate<T: 'static>(
-    store: &mut Store<T>,
-    linker: &Linker<T>,
-    component: &Component,
-    creator: &PinMemoryCreator,
-    get: fn(&mut T) -> &mut MmHost,
-) -> Result<Guest> {
-    let (guest, mms) = creator.capture(|| Guest::instantiate(&mut *store, component, linker));
-    let guest = guest?;
-    let mm = mms.into_iter().next().ok_or_else(|| {
-        wasmtime::Error::msg("the component defines no memory made by this engine's PinMemoryCreator")
-    })?;
-    get(store.data_mut()).attach(mm);
-    Ok(guest)
+#[doc(no_inline)]
+pub use runtime_mm::PinMemoryCreator;
+
+/// Adds the pin imports (`wasm-pin:mm/gup`, `zero-copy-io`, `zero-copy-net`)
+/// for a **synchronous** store, beside `wasmtime_wasi::p2::add_to_linker_sync`:
+/// transfers and waits run on the calling thread, as WASI's sync calls do.
+pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    component::add_gup(linker, T::pins)?;
+    io::sync::add_zero_copy_io(linker, T::pins)?;
+    net::sync::add_zero_copy_net(linker, T::pins)
+}
+
+/// Adds the pin imports for an **asynchronous** store (driven with
+/// `instantiate_async` / `call_async`), beside
+/// `wasmtime_wasi::p2::add_to_linker_async`. No call blocks an executor
+/// thread on I/O: a transfer runs on the io_uring or worker-thread backend
+/// (or a blocking thread) and completes a future the store awaits; it works
+/// on a current-thread tokio runtime.
+pub fn add_to_linker_async<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    use bindings::wasm_pin::mm::{zero_copy_io, zero_copy_net};
+    component::add_gup(linker, T::pins)?;
+    zero_copy_io::add_to_linker::<T, HasPin>(linker, T::pins)?;
+    zero_copy_net::add_to_linker::<T, HasPin>(linker, T::pins)
 }

@@ -11,13 +11,15 @@
 //! the host drops, nothing stays pinned, locked or in flight.
 
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostMemoryGrant, HostPinnedPages};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostFile, HostIoTicket, IoSlice, OpenFlags};
-use host_api::io::{GuestFile, GuestTicket};
-use host_api::{BackendKind, GuestGrant, GuestPin, IoConfig, MmHost, Quotas};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket, IoSlice};
+use host_api::io::GuestTicket;
+use host_api::{BackendKind, GuestGrant, GuestPin, IoConfig, MmHost, PinCtx, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::{Descriptor, Dir, File};
+use wasmtime_wasi::{FsPerms, OpenMode};
 
 /// One import call; `handle` picks among the handles handed out so far, or
 /// (past their number) a forged one.
@@ -63,17 +65,34 @@ fn flags(bits: u32) -> GupFlags {
         .fold(GupFlags::empty(), |f, (_, bit)| f | bit)
 }
 
-fn open_flags(bits: u32) -> OpenFlags {
-    [
-        OpenFlags::READ,
-        OpenFlags::WRITE,
-        OpenFlags::CREATE,
-        OpenFlags::TRUNCATE,
-    ]
-    .into_iter()
-    .enumerate()
-    .filter(|(i, _)| bits & (1 << i) != 0)
-    .fold(OpenFlags::empty(), |f, (_, bit)| f | bit)
+/// A WASI descriptor as `open-at` would make one: a file opened for
+/// reading, writing or both (under a read-write or read-only preopen), or a
+/// directory.
+fn descriptor(dir: &std::path::Path, path: &str, bits: u32) -> Option<Descriptor> {
+    let (read, write) = (bits & 1 != 0, bits & 2 != 0);
+    let perms = if bits & 4 != 0 {
+        FsPerms::ReadOnly
+    } else {
+        FsPerms::ReadWrite
+    };
+    let full = dir.join(path);
+    if full.is_dir() {
+        let d = std::fs::File::open(&full).ok()?;
+        return Some(Descriptor::Dir(Dir::new(d, perms, OpenMode::READ, false)));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(read || !write)
+        .write(write)
+        .open(&full)
+        .ok()?;
+    let mut mode = OpenMode::empty();
+    mode.set(OpenMode::READ, read || !write);
+    mode.set(OpenMode::WRITE, write);
+    Some(Descriptor::File(File::new(f, perms, mode, false)))
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
 }
 
 fn own<T: 'static>(rep: u32) -> Resource<T> {
@@ -108,14 +127,12 @@ pub fn run(calls: &[Call], backend: BackendKind) {
         ..Default::default()
     };
     let io = IoConfig {
-        dir: Some(dir.clone()),
         backend,
         queue_depth: 4,
         threads: 1,
-        args: vec![],
         ..Default::default()
     };
-    let mut h = MmHost::new(quotas).with_io(io);
+    let mut h = MmHost::from(PinCtx::new(quotas).with_io(io));
     h.attach(mm.clone());
     h.grant("peer", peer.clone());
     // Handles handed out, by their rep; `Call::handle` indexes this, and
@@ -134,80 +151,91 @@ pub fn run(calls: &[Call], backend: BackendKind) {
         let (a, b, cc) = (c.a, c.b, c.c);
         // Every answer is Ok(value), Ok(Err(errno)) or Err(trap): never a panic.
         let new: Option<u32> = match c.func % 20 {
-            0 => h.pin_user_pages(a, b % 80, flags(cc)).unwrap().ok().map(|r| r.rep()),
-            1 => h.pin_user_pages_fast(a, b, flags(cc)).unwrap().ok().map(|r| r.rep()),
+            0 => h
+                .pins()
+                .pin_user_pages(a, b % 80, flags(cc))
+                .unwrap()
+                .ok()
+                .map(|r| r.rep()),
+            1 => h
+                .pins()
+                .pin_user_pages_fast(a, b, flags(cc))
+                .unwrap()
+                .ok()
+                .map(|r| r.rep()),
             2 => h
+                .pins()
                 .pin_longterm_pages(a, b % 80, flags(cc))
                 .unwrap()
                 .ok()
                 .map(|r| r.rep()),
             3 => h
+                .pins()
                 .pin_longterm_pages_fast(a, b % 80, flags(cc))
                 .unwrap()
                 .ok()
                 .map(|r| r.rep()),
             4 => h
+                .pins()
                 .pin_user_pages_remote(borrow::<GuestGrant>(rep), a, b % 80, flags(cc))
                 .unwrap()
                 .ok()
                 .map(|r| r.rep()),
             5 => h
+                .pins()
                 .pin_longterm_pages_remote(borrow::<GuestGrant>(rep), a, b % 80, flags(cc))
                 .unwrap()
                 .ok()
                 .map(|r| r.rep()),
             6 => h
+                .pins()
                 .open_grant(if b % 2 == 0 { "peer".into() } else { format!("g{b}") })
                 .unwrap()
                 .ok()
                 .map(|r| r.rep()),
             7 => {
-                let _ = HostPinnedPages::start(&mut h, borrow::<GuestPin>(rep));
-                let _ = HostPinnedPages::len_pages(&mut h, borrow::<GuestPin>(rep));
-                let _ = HostMemoryGrant::len(&mut h, borrow::<GuestGrant>(rep));
+                let _ = HostPinnedPages::start(&mut h.pins(), borrow::<GuestPin>(rep));
+                let _ = HostPinnedPages::len_pages(&mut h.pins(), borrow::<GuestPin>(rep));
+                let _ = HostMemoryGrant::len(&mut h.pins(), borrow::<GuestGrant>(rep));
                 None
             }
             8 => {
-                let _ = h.checksum(borrow::<GuestPin>(rep), b, cc, a as u32);
+                let _ = h.pins().checksum(borrow::<GuestPin>(rep), b, cc, a as u32);
                 None
             }
             9 => {
-                let _ = HostPinnedPages::unpin(&mut h, own::<GuestPin>(rep), b % 2 == 0);
+                let _ = HostPinnedPages::unpin(&mut h.pins(), own::<GuestPin>(rep), b % 2 == 0);
                 None
             }
             10 => {
-                let _ = HostPinnedPages::drop(&mut h, own::<GuestPin>(rep));
-                let _ = HostMemoryGrant::drop(&mut h, own::<GuestGrant>(rep));
+                let _ = HostPinnedPages::drop(&mut h.pins(), own::<GuestPin>(rep));
+                let _ = HostMemoryGrant::drop(&mut h.pins(), own::<GuestGrant>(rep));
                 None
             }
             11 => {
-                let _ = h.page_maybe_dma_pinned(a);
-                let _ = h.stats();
+                let _ = h.pins().page_maybe_dma_pinned(a);
+                let _ = h.pins().stats();
                 None
             }
-            12 => h
-                .open(PATHS[(b % 8) as usize].into(), open_flags(cc))
-                .unwrap()
-                .ok()
-                .map(|r| r.rep()),
+            12 => descriptor(&dir, PATHS[(b % 8) as usize], cc).map(|d| h.table.push(d).unwrap().rep()),
             13 => {
-                let _ = h.read_at(
-                    borrow::<GuestFile>(rep),
+                let _ = block(h.pins().read_at(
+                    borrow::<Descriptor>(rep),
                     borrow::<GuestPin>(pick(&reps, b)),
                     cc,
                     b,
                     a % 40000,
-                );
+                ));
                 None
             }
             14 => {
-                let _ = h.write_at(
-                    borrow::<GuestFile>(rep),
+                let _ = block(h.pins().write_at(
+                    borrow::<Descriptor>(rep),
                     borrow::<GuestPin>(pick(&reps, b)),
                     cc % 8192,
                     b % 8192,
                     a % 40000,
-                );
+                ));
                 None
             }
             15 => {
@@ -224,24 +252,24 @@ pub fn run(calls: &[Call], backend: BackendKind) {
                     },
                 ];
                 if a % 2 == 0 {
-                    let _ = h.read_at_vectored(borrow::<GuestFile>(rep), slices, a % 40000);
+                    let _ = block(h.pins().read_at_vectored(borrow::<Descriptor>(rep), slices, a % 40000));
                 } else {
-                    let _ = h.write_at_vectored(borrow::<GuestFile>(rep), slices, a % 40000);
+                    let _ = block(h.pins().write_at_vectored(borrow::<Descriptor>(rep), slices, a % 40000));
                 }
                 None
             }
             16 => {
                 let r = if a % 2 == 0 {
-                    h.submit_read_at(
-                        borrow::<GuestFile>(rep),
+                    h.pins().submit_read_at(
+                        borrow::<Descriptor>(rep),
                         borrow::<GuestPin>(pick(&reps, b)),
                         cc % 8192,
                         b % 8192,
                         a % 40000,
                     )
                 } else {
-                    h.submit_write_at(
-                        borrow::<GuestFile>(rep),
+                    h.pins().submit_write_at(
+                        borrow::<Descriptor>(rep),
                         borrow::<GuestPin>(pick(&reps, b)),
                         cc % 8192,
                         b % 8192,
@@ -251,18 +279,19 @@ pub fn run(calls: &[Call], backend: BackendKind) {
                 r.ok().and_then(|r| r.ok()).map(|r| r.rep())
             }
             17 => {
-                let _ = h.poll(borrow::<GuestTicket>(rep));
-                let _ = h.wait(borrow::<GuestTicket>(rep), b % 3);
+                let _ = h.pins().poll(borrow::<GuestTicket>(rep));
+                let _ = block(h.pins().wait(borrow::<GuestTicket>(rep), b % 3));
                 None
             }
             18 => {
-                let _ = HostIoTicket::drop(&mut h, own::<GuestTicket>(rep));
-                let _ = HostFile::drop(&mut h, own::<GuestFile>(rep));
+                let _ = HostIoTicket::drop(&mut h.pins(), own::<GuestTicket>(rep));
+                let _ =
+                    h.table.get(&borrow::<Descriptor>(rep)).is_ok() && h.table.delete(own::<Descriptor>(rep)).is_ok();
                 None
             }
             _ => {
-                let _ = h.size(borrow::<GuestFile>(rep));
-                let _ = h.sync(borrow::<GuestFile>(rep));
+                let _ = h.io_backend();
+                let _ = h.pins().io_backend();
                 None
             }
         };

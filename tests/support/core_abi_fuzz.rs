@@ -34,7 +34,7 @@ fn env() -> &'static Env {
         creator.install(&mut config);
         let engine = wasmtime::Engine::new(&config).unwrap();
         let mut linker = wasmtime::Linker::new(&engine);
-        host_api::add_to_core_linker(&mut linker, &creator, |h| h).unwrap();
+        host_api::add_to_core_linker(&mut linker, &creator).unwrap();
         let module = wasmtime::Module::new(&engine, wasm_pin_guests::core_module("fuzz_trampoline").unwrap()).unwrap();
         Env {
             engine,

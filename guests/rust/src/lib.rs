@@ -1,7 +1,7 @@
 //! A realistic guest job: fill a buffer, pin it, have the host checksum it
 //! through the pin (no copy), check the answer, unpin dirty.
 
-wit_bindgen::generate!({ path: "../../wit", world: "guest" });
+wit_bindgen::generate!({ path: "../../wit", world: "test-guest", generate_all });
 
 use wasm_pin::mm::gup::{self, GupFlags, PinnedPages};
 

@@ -1,46 +1,85 @@
-//! The `zero-copy-io` and `environment` imports, implemented on [`MmHost`].
+//! The `zero-copy-io` imports on [`PinCtxView`]: the shared steps
+//! (resolve a descriptor and a pin range, start a transfer, vectored
+//! transfers) and the generated traits, whose waiting calls are `async` for
+//! async stores. [`super::sync`] registers the same steps for sync stores.
 
-use super::path::{open_beneath, OpenMode};
-use super::{syscall_result, transfer, BackendKind, GuestFile, GuestTicket, Op};
-use crate::bindings::wasm_pin::mm::environment;
-use crate::bindings::wasm_pin::mm::zero_copy_io::{
-    self as zio, Backend as WitBackend, Errno, HostFile, HostIoTicket, HostTcpListener, HostTcpStream, IoSlice,
-    OpenFlags,
-};
-use crate::host::Kind;
-use crate::{GuestPin, MmHost};
+use super::{descriptor, direct, syscall_result, transfer, BackendKind, Completion, GuestTicket, Op};
+use crate::bindings::wasm_pin::mm::zero_copy_io::{Backend as WitBackend, Errno, Host, HostIoTicket, IoSlice};
+use crate::quotas::Kind;
+use crate::view::PinCtxView;
+use crate::GuestPin;
 use runtime_mm::{Errno as E, PinnedPages};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::Result;
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::DynPollable;
 
-type R<T> = Result<std::result::Result<T, Errno>>;
+pub(crate) type R<T> = Result<std::result::Result<T, Errno>>;
 
-fn ok<T>(r: std::result::Result<T, E>) -> R<T> {
+pub(crate) fn ok<T>(r: std::result::Result<T, E>) -> R<T> {
     Ok(r.map_err(Errno::from))
 }
 
-fn trap(what: &str) -> wasmtime::Error {
+pub(crate) fn trap(what: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("wasm-pin: bad {what} handle"))
 }
 
-fn io_err(e: std::io::Error) -> E {
-    E::from_io(&e)
+/// One transfer's file, buffer and range, resolved and checked.
+pub(crate) struct Transfer {
+    pub file: Arc<File>,
+    pub pages: Arc<PinnedPages>,
+    pub ptr: *mut u8,
+    pub len: u32,
 }
 
-impl MmHost {
-    /// Resolves `len` bytes at `off` of a guest pin: the pin (to keep) and the
-    /// host address. `into`: the bytes will be written (needs a write pin).
-    fn buffer(
+/// A vectored transfer's iovecs, with the pins that keep them valid.
+pub(crate) struct Vectored {
+    pub file: Arc<File>,
+    /// Keep the iovecs' pages pinned and mapped for the syscall.
+    _pins: Vec<Arc<PinnedPages>>,
+    iov: Vec<libc::iovec>,
+}
+
+// SAFETY: the raw pointers point into pages that `pins` keeps pinned and
+// mapped; the value moves to one thread that performs the syscall.
+unsafe impl Send for Vectored {}
+
+impl Vectored {
+    /// `preadv`/`pwritev` at `at`, on the calling thread.
+    pub(crate) fn run(&self, read: bool, at: u64) -> std::result::Result<u64, E> {
+        let cnt = i32::try_from(self.iov.len()).map_err(|_| E::Inval)?;
+        // SAFETY: each iovec is a raw pointer + length inside a pin held in
+        // `self._pins` for the whole call (a write pin for reads into it). No
+        // Rust reference to guest memory is formed, so slices that overlap
+        // each other, or bytes other guest threads write meanwhile, alias
+        // nothing Rust knows of: only the kernel touches them, as a device
+        // would.
+        let n = unsafe {
+            if read {
+                libc::preadv(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at as libc::off_t)
+            } else {
+                libc::pwritev(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at as libc::off_t)
+            }
+        };
+        syscall_result(n).map(|n| n as u64)
+    }
+}
+
+impl PinCtxView<'_> {
+    /// Resolves `len` bytes at `off` of a guest pin: the pin (to keep) and
+    /// the host address. `into`: the bytes will be written (needs a write
+    /// pin).
+    pub(crate) fn buffer(
         &self,
         pin: &Resource<GuestPin>,
         off: u32,
         len: u32,
         into: bool,
-    ) -> Result<(Arc<PinnedPages>, *mut u8), E> {
+    ) -> std::result::Result<(Arc<PinnedPages>, *mut u8), E> {
         let pages = &self.pinned(pin)?.pages;
         match off.checked_add(len) {
             Some(end) if end as usize <= pages.byte_len() => {}
@@ -54,291 +93,310 @@ impl MmHost {
         Ok((pages.clone(), base.wrapping_add(off as usize)))
     }
 
-    fn file(&self, f: &Resource<GuestFile>) -> Result<Arc<std::os::fd::OwnedFd>> {
-        Ok(self.table_ref().get(f).map_err(|_| trap("file"))?.fd.clone())
+    /// The file and the buffer range of one transfer (`read`: file → pin).
+    pub(crate) fn transfer_of(
+        &self,
+        fd: &Resource<Descriptor>,
+        buf: &Resource<GuestPin>,
+        (off, len, at): (u32, u32, u64),
+        read: bool,
+    ) -> std::result::Result<Transfer, E> {
+        let file = descriptor::file(self.table, fd, read)?;
+        let (pages, ptr) = self.buffer(buf, off, len, read)?;
+        if direct::is_direct(&file) {
+            direct::check_aligned(ptr, len, at)?;
+        }
+        Ok(Transfer { file, pages, ptr, len })
     }
 
-    fn sync_transfer(
-        &mut self,
-        f: &Resource<GuestFile>,
+    /// A transfer on the calling thread (sync stores).
+    pub(crate) fn transfer_now(
+        &self,
+        fd: &Resource<Descriptor>,
         read: bool,
         buf: &Resource<GuestPin>,
         off: u32,
         len: u32,
         at: u64,
-    ) -> R<u32> {
-        let fd = self.file(f)?;
-        ok(self
-            .buffer(buf, off, len, read)
-            .and_then(|(_pin, ptr)| transfer(&fd, read, ptr, len, at)))
+    ) -> std::result::Result<u32, E> {
+        let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        transfer(&t.file, read, t.ptr, t.len, at)
     }
 
-    fn vectored(&mut self, f: &Resource<GuestFile>, read: bool, bufs: &[IoSlice], at: u64) -> R<u64> {
-        let fd = self.file(f)?;
+    /// `read-at` as a synchronous store runs it: `pread` on the calling
+    /// thread, straight into the guest's pages (what `add_to_linker_sync`
+    /// registers; public for embedders that call the host directly).
+    pub fn read_at_sync(
+        &mut self,
+        fd: &Resource<Descriptor>,
+        buf: &Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> std::result::Result<u32, Errno> {
+        self.transfer_now(fd, true, buf, off, len, at).map_err(Errno::from)
+    }
+
+    /// `write-at` as a synchronous store runs it (see [`Self::read_at_sync`]).
+    pub fn write_at_sync(
+        &mut self,
+        fd: &Resource<Descriptor>,
+        buf: &Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> std::result::Result<u32, Errno> {
+        self.transfer_now(fd, false, buf, off, len, at).map_err(Errno::from)
+    }
+
+    pub(crate) fn vectored_of(
+        &self,
+        fd: &Resource<Descriptor>,
+        read: bool,
+        bufs: &[IoSlice],
+        at: u64,
+    ) -> std::result::Result<Vectored, E> {
+        let file = descriptor::file(self.table, fd, read)?;
+        let aligned = direct::is_direct(&file);
         let mut pins = Vec::with_capacity(bufs.len());
         let mut iov = Vec::with_capacity(bufs.len());
         for s in bufs {
-            match self.buffer(&s.buf, s.offset, s.len, read) {
-                Ok((pin, ptr)) => {
-                    pins.push(pin);
-                    iov.push(libc::iovec {
-                        iov_base: ptr.cast(),
-                        iov_len: s.len as usize,
-                    });
-                }
-                Err(e) => return ok(Err(e)),
+            let (pin, ptr) = self.buffer(&s.buf, s.offset, s.len, read)?;
+            if aligned {
+                direct::check_aligned(ptr, s.len, at)?;
             }
+            pins.push(pin);
+            iov.push(libc::iovec {
+                iov_base: ptr.cast(),
+                iov_len: s.len as usize,
+            });
         }
-        let cnt = i32::try_from(iov.len()).map_err(|_| trap("io-slice list"))?;
-        // SAFETY: each iovec is a raw pointer + length inside a pin held in
-        // `pins` for the whole call (a write pin for reads into it). No Rust
-        // reference to guest memory is formed, so slices that overlap each
-        // other, or bytes other guest threads write meanwhile, alias nothing
-        // Rust knows of: only the kernel touches them, as a device would.
-        let n = unsafe {
-            if read {
-                libc::preadv(fd.as_raw_fd(), iov.as_ptr(), cnt, at as libc::off_t)
-            } else {
-                libc::pwritev(fd.as_raw_fd(), iov.as_ptr(), cnt, at as libc::off_t)
-            }
-        };
-        drop(pins);
-        ok(syscall_result(n).map(|n| n as u64))
+        Ok(Vectored { file, _pins: pins, iov })
     }
 
-    fn submit(
+    /// Starts `t` on the backend; `done` receives its outcome.
+    fn start(&mut self, t: Transfer, read: bool, at: u64, done: &Arc<Completion>) -> std::result::Result<u64, E> {
+        let op = Op {
+            read,
+            fd: t.file,
+            pages: t.pages.clone(),
+            ptr: t.ptr,
+            len: t.len,
+            offset: at,
+            done: done.clone(),
+        };
+        let b = self.ctx.io.backend()?;
+        // A long-term pin may be registered (io_uring fixed buffers).
+        b.remember(&t.pages);
+        b.submit(op)
+    }
+
+    /// `submit-read-at` / `submit-write-at`: an asynchronous transfer and its
+    /// ticket, under the ticket quota.
+    pub(crate) fn submit(
         &mut self,
-        f: &Resource<GuestFile>,
+        fd: &Resource<Descriptor>,
         read: bool,
         buf: &Resource<GuestPin>,
         off: u32,
         len: u32,
         at: u64,
-    ) -> R<Resource<GuestTicket>> {
-        let fd = self.file(f)?;
-        if let Err(e) = self.admit(Kind::Ticket) {
-            return ok(Err(e));
-        }
-        let (pages, ptr) = match self.buffer(buf, off, len, read) {
-            Ok(b) => b,
-            Err(e) => return ok(Err(e)),
-        };
-        let done = Arc::default();
-        let op = Op {
-            read,
-            fd,
-            pages: pages.clone(),
-            ptr,
-            len,
-            offset: at,
-            done: Arc::clone(&done),
-        };
-        let r = self.io.backend().and_then(|b| {
-            b.remember(&pages);
-            b.submit(op)
-        });
-        match r {
-            Ok(id) => match self.push(Kind::Ticket, GuestTicket { id, done: done.clone() }) {
-                Ok(t) => ok(Ok(t)),
-                Err(e) => {
-                    // Over the ticket quota: the transfer was started, so
-                    // cancel it (its pin is held until it ends).
-                    if let Ok(b) = self.io.backend() {
-                        b.cancel(id);
-                    }
-                    ok(Err(e))
-                }
-            },
-            Err(e) => ok(Err(e)),
-        }
+    ) -> std::result::Result<Resource<GuestTicket>, E> {
+        self.ctx.admit(Kind::Ticket)?;
+        let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        let done = Arc::new(Completion::default());
+        let id = self.start(t, read, at, &done)?;
+        self.push(Kind::Ticket, GuestTicket { id, done }).inspect_err(|_| {
+            // Not stored (the table refused): cancel; the pin is held until
+            // the transfer ends.
+            if let Ok(b) = self.ctx.io.backend() {
+                b.cancel(id);
+            }
+        })
     }
 
-    /// `recv` into (`into`) or `send` from a range of a guest pin.
-    fn socket_io(
+    /// Starts a transfer the store will await: on the backend, or, if its
+    /// queue is full, hands back the op to run on a blocking thread.
+    fn begin(
         &mut self,
-        s: &Resource<TcpStream>,
+        fd: &Resource<Descriptor>,
+        read: bool,
         buf: &Resource<GuestPin>,
         off: u32,
         len: u32,
-        into: bool,
-    ) -> R<u32> {
-        let (_pin, ptr) = match self.buffer(buf, off, len, into) {
-            Ok(b) => b,
-            Err(e) => return ok(Err(e)),
+        at: u64,
+    ) -> std::result::Result<(Arc<Completion>, Option<Op>), E> {
+        let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        let done = Arc::new(Completion::default());
+        let spare = Op {
+            read,
+            fd: t.file.clone(),
+            pages: t.pages.clone(),
+            ptr: t.ptr,
+            len,
+            offset: at,
+            done: done.clone(),
         };
-        let fd = self.table_ref().get(s).map_err(|_| trap("tcp-stream"))?.as_raw_fd();
-        // SAFETY: raw pointer + length inside a pin held by the store's table
-        // for the whole call (a write pin if `into`); see `transfer`.
-        let n = unsafe {
-            if into {
-                libc::recv(fd, ptr.cast(), len as usize, 0)
-            } else {
-                libc::send(fd, ptr.cast(), len as usize, libc::MSG_NOSIGNAL)
-            }
-        };
-        ok(syscall_result(n).map(|n| n as u32))
-    }
-}
-
-impl HostFile for MmHost {
-    fn read_at(&mut self, f: Resource<GuestFile>, buf: Resource<GuestPin>, off: u32, len: u32, at: u64) -> R<u32> {
-        self.sync_transfer(&f, true, &buf, off, len, at)
+        match self.start(t, read, at, &done) {
+            Ok(_) => Ok((done, None)),
+            Err(E::Again) => Ok((done, Some(spare))),
+            Err(e) => Err(e),
+        }
     }
 
-    fn write_at(&mut self, f: Resource<GuestFile>, buf: Resource<GuestPin>, off: u32, len: u32, at: u64) -> R<u32> {
-        self.sync_transfer(&f, false, &buf, off, len, at)
-    }
-
-    fn read_at_vectored(&mut self, f: Resource<GuestFile>, bufs: Vec<IoSlice>, at: u64) -> R<u64> {
-        self.vectored(&f, true, &bufs, at)
-    }
-
-    fn write_at_vectored(&mut self, f: Resource<GuestFile>, bufs: Vec<IoSlice>, at: u64) -> R<u64> {
-        self.vectored(&f, false, &bufs, at)
-    }
-
-    fn submit_read_at(
+    /// A transfer the store awaits (async stores): no executor thread blocks.
+    async fn transfer_async(
         &mut self,
-        f: Resource<GuestFile>,
-        buf: Resource<GuestPin>,
+        fd: &Resource<Descriptor>,
+        read: bool,
+        buf: &Resource<GuestPin>,
         off: u32,
         len: u32,
         at: u64,
-    ) -> R<Resource<GuestTicket>> {
-        self.submit(&f, true, &buf, off, len, at)
+    ) -> std::result::Result<u32, E> {
+        match self.begin(fd, read, buf, off, len, at)? {
+            (done, None) => done.wait_async().await,
+            (_, Some(op)) => wasmtime_wasi::runtime::spawn_blocking(move || op.run()).await,
+        }
     }
 
-    fn submit_write_at(
-        &mut self,
-        f: Resource<GuestFile>,
-        buf: Resource<GuestPin>,
-        off: u32,
-        len: u32,
-        at: u64,
-    ) -> R<Resource<GuestTicket>> {
-        self.submit(&f, false, &buf, off, len, at)
-    }
-
-    fn size(&mut self, f: Resource<GuestFile>) -> R<u64> {
-        let fd = self.file(&f)?;
-        ok(rustix::fs::fstat(&*fd)
-            .map(|st| st.st_size as u64)
-            .map_err(|e| io_err(e.into())))
-    }
-
-    fn sync(&mut self, f: Resource<GuestFile>) -> R<()> {
-        let fd = self.file(&f)?;
-        ok(rustix::fs::fdatasync(&*fd).map_err(|e| io_err(e.into())))
-    }
-
-    fn drop(&mut self, f: Resource<GuestFile>) -> Result<()> {
-        // Transfers in flight hold their own reference to the descriptor.
-        self.remove(Kind::File, f).map(drop).map_err(|_| trap("file"))
-    }
-}
-
-impl HostIoTicket for MmHost {
-    fn poll(&mut self, t: Resource<GuestTicket>) -> Result<Option<std::result::Result<u32, Errno>>> {
-        let t = self.table_ref().get(&t).map_err(|_| trap("io-ticket"))?;
+    pub(crate) fn ticket_poll(&self, t: &Resource<GuestTicket>) -> Result<Option<std::result::Result<u32, Errno>>> {
+        let t = self.table.get(t).map_err(|_| trap("io-ticket"))?;
         Ok(t.done.poll().map(|r| r.map_err(Errno::from)))
     }
 
-    fn wait(&mut self, t: Resource<GuestTicket>, timeout_ms: u32) -> Result<Option<std::result::Result<u32, Errno>>> {
-        let done = self.table_ref().get(&t).map_err(|_| trap("io-ticket"))?.done.clone();
-        Ok(done
-            .wait(Duration::from_millis(timeout_ms.into()))
-            .map(|r| r.map_err(Errno::from)))
+    pub(crate) fn ticket_done(&self, t: &Resource<GuestTicket>) -> Result<Arc<Completion>> {
+        Ok(self.table.get(t).map_err(|_| trap("io-ticket"))?.done.clone())
     }
 
-    fn drop(&mut self, t: Resource<GuestTicket>) -> Result<()> {
-        let t = self.remove(Kind::Ticket, t).map_err(|_| trap("io-ticket"))?;
+    pub(crate) fn ticket_subscribe(&mut self, t: Resource<GuestTicket>) -> Result<Resource<DynPollable>> {
+        self.table.get(&t).map_err(|_| trap("io-ticket"))?;
+        wasmtime_wasi::p2::subscribe(self.table, t)
+    }
+
+    pub(crate) fn ticket_drop(&mut self, t: Resource<GuestTicket>) -> Result<()> {
+        let t = self
+            .remove(Kind::Ticket, t)
+            .map_err(|_| trap("io-ticket (or it still has a pollable)"))?;
         if t.done.poll().is_none() {
-            if let Ok(b) = self.io.backend() {
+            if let Ok(b) = self.ctx.io.backend() {
                 b.cancel(t.id);
             }
         }
         Ok(())
     }
-}
 
-impl HostTcpListener for MmHost {
-    fn bind(&mut self, port: u16) -> R<Resource<TcpListener>> {
-        let l = self
-            .admit(Kind::Socket)
-            .and_then(|()| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(io_err));
-        ok(l.and_then(|l| self.push(Kind::Socket, l)))
+    /// `open-direct`: a new WASI descriptor on the same file with
+    /// `O_DIRECT`, under the file quota.
+    pub(crate) fn open_direct(&mut self, fd: &Resource<Descriptor>) -> std::result::Result<Resource<Descriptor>, E> {
+        self.ctx.admit(Kind::File)?;
+        let d = direct::reopen(self.table.get(fd).map_err(|_| E::BadF)?)?;
+        self.ctx.own_files.add(&d);
+        self.table.push(d).map_err(|_| E::MFile)
     }
 
-    fn local_port(&mut self, l: Resource<TcpListener>) -> Result<u16> {
-        let l = self.table_ref().get(&l).map_err(|_| trap("tcp-listener"))?;
-        Ok(l.local_addr().map(|a| a.port()).unwrap_or(0))
-    }
-
-    fn accept(&mut self, l: Resource<TcpListener>) -> R<Resource<TcpStream>> {
-        if let Err(e) = self.admit(Kind::Socket) {
-            return ok(Err(e));
+    pub(crate) fn backend_of(&mut self) -> WitBackend {
+        match self.ctx.io.backend_kind() {
+            Ok(BackendKind::IoUring) => WitBackend::IoUring,
+            _ => WitBackend::Threads,
         }
-        let l = self.table_ref().get(&l).map_err(|_| trap("tcp-listener"))?;
-        let s = l.accept().map(|(s, _)| s).map_err(io_err);
-        ok(s.and_then(|s| self.push(Kind::Socket, s)))
-    }
-
-    fn drop(&mut self, l: Resource<TcpListener>) -> Result<()> {
-        self.remove(Kind::Socket, l).map(drop).map_err(|_| trap("tcp-listener"))
     }
 }
 
-impl HostTcpStream for MmHost {
-    fn connect(&mut self, port: u16) -> R<Resource<TcpStream>> {
-        let s = self
-            .admit(Kind::Socket)
-            .and_then(|()| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(io_err));
-        ok(s.and_then(|s| self.push(Kind::Socket, s)))
+impl Host for PinCtxView<'_> {
+    async fn read_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> R<u32> {
+        ok(self.transfer_async(&fd, true, &buf, off, len, at).await)
     }
 
-    fn send(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32) -> R<u32> {
-        self.socket_io(&s, &buf, off, len, false)
+    async fn write_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> R<u32> {
+        ok(self.transfer_async(&fd, false, &buf, off, len, at).await)
     }
 
-    fn recv(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32) -> R<u32> {
-        self.socket_io(&s, &buf, off, len, true)
-    }
-
-    fn drop(&mut self, s: Resource<TcpStream>) -> Result<()> {
-        self.remove(Kind::Socket, s).map(drop).map_err(|_| trap("tcp-stream"))
-    }
-}
-
-impl zio::Host for MmHost {
-    fn open(&mut self, path: String, flags: OpenFlags) -> R<Resource<GuestFile>> {
-        let mode = OpenMode {
-            read: flags.contains(OpenFlags::READ),
-            write: flags.contains(OpenFlags::WRITE),
-            create: flags.contains(OpenFlags::CREATE),
-            truncate: flags.contains(OpenFlags::TRUNCATE),
+    async fn read_at_vectored(&mut self, fd: Resource<Descriptor>, bufs: Vec<IoSlice>, at: u64) -> R<u64> {
+        let v = match self.vectored_of(&fd, true, &bufs, at) {
+            Ok(v) => v,
+            Err(e) => return ok(Err(e)),
         };
-        let fd = self
-            .admit(Kind::File)
-            .and_then(|()| self.io.dir())
-            .and_then(|dir| open_beneath(dir, &path, mode));
-        ok(fd.and_then(|fd| self.push(Kind::File, GuestFile { fd: Arc::new(fd) })))
+        ok(wasmtime_wasi::runtime::spawn_blocking(move || v.run(true, at)).await)
+    }
+
+    async fn write_at_vectored(&mut self, fd: Resource<Descriptor>, bufs: Vec<IoSlice>, at: u64) -> R<u64> {
+        let v = match self.vectored_of(&fd, false, &bufs, at) {
+            Ok(v) => v,
+            Err(e) => return ok(Err(e)),
+        };
+        ok(wasmtime_wasi::runtime::spawn_blocking(move || v.run(false, at)).await)
+    }
+
+    fn submit_read_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> R<Resource<GuestTicket>> {
+        ok(self.submit(&fd, true, &buf, off, len, at))
+    }
+
+    fn submit_write_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Resource<GuestPin>,
+        off: u32,
+        len: u32,
+        at: u64,
+    ) -> R<Resource<GuestTicket>> {
+        ok(self.submit(&fd, false, &buf, off, len, at))
     }
 
     fn io_backend(&mut self) -> Result<WitBackend> {
-        Ok(match self.io.backend_kind() {
-            Ok(BackendKind::IoUring) => WitBackend::IoUring,
-            _ => WitBackend::Threads,
-        })
+        Ok(self.backend_of())
+    }
+
+    fn open_direct(&mut self, fd: Resource<Descriptor>) -> R<Resource<Descriptor>> {
+        ok(PinCtxView::open_direct(self, &fd))
+    }
+
+    fn direct_alignment(&mut self) -> Result<u32> {
+        Ok(direct::ALIGN)
     }
 }
 
-impl environment::Host for MmHost {
-    fn args(&mut self) -> Result<Vec<String>> {
-        Ok(self.io.config.args.clone())
+impl HostIoTicket for PinCtxView<'_> {
+    fn poll(&mut self, t: Resource<GuestTicket>) -> Result<Option<std::result::Result<u32, Errno>>> {
+        self.ticket_poll(&t)
     }
 
-    fn print(&mut self, line: String) -> Result<()> {
-        self.print_line(&line);
-        Ok(())
+    async fn wait(
+        &mut self,
+        t: Resource<GuestTicket>,
+        timeout_ms: u32,
+    ) -> Result<Option<std::result::Result<u32, Errno>>> {
+        let done = self.ticket_done(&t)?;
+        let wait = tokio::time::timeout(Duration::from_millis(timeout_ms.into()), done.wait_async());
+        Ok(wait.await.ok().map(|r| r.map_err(Errno::from)))
+    }
+
+    fn subscribe(&mut self, t: Resource<GuestTicket>) -> Result<Resource<DynPollable>> {
+        self.ticket_subscribe(t)
+    }
+
+    fn drop(&mut self, t: Resource<GuestTicket>) -> Result<()> {
+        self.ticket_drop(t)
     }
 }

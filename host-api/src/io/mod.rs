@@ -1,32 +1,40 @@
-//! Zero-copy I/O between files/sockets and pinned guest buffers.
+//! Zero-copy I/O between WASI files and pinned guest buffers.
 //!
 //! ```text
-//!   imports (zero-copy-io, environment Host impls)
-//!      │ sync: read-at/write-at, vectored, tcp  ──► pread/pwrite/preadv/recv on the guest pages
-//!      │ async: submit-*                         ──► Backend ─┬─ uring   (io_uring, fixed buffers)
+//!   imports (zero-copy-io Host impls on PinCtxView; sync registration in `sync`)
+//!      │ descriptor ──► `descriptor`: the WASI file's fd, its open mode checked
+//!      │ sync store:  read-at/write-at, vectored ──► pread/pwrite/preadv on the guest pages
+//!      │ async store: read-at/write-at           ──► Backend, awaited (no executor thread blocks)
+//!      │ submit-*                                ──► Backend ─┬─ uring   (io_uring, fixed buffers)
 //!      ▼                                                      └─ threads (worker pread/pwrite)
-//!   IoState (per store: pre-opened dir, backend, args)
+//!   IoState (per store: backend, its settings)
 //! ```
 //!
-//! - `path`: opening files beneath the pre-opened directory (`openat2`).
+//! - `descriptor`: a WASI `descriptor` to a file the transfer may use.
+//! - [`direct`]: reopening a WASI file for direct I/O, and its alignment.
 //! - `uring`: the io_uring backend; `threads`: the worker-thread backend.
-//! - `imports`: the WIT host functions.
+//! - `imports`: the WIT host functions; `sync`: their synchronous
+//!   registration.
 //!
 //! Every transfer's buffer is a range of a guest pin; an asynchronous one
-//! holds a clone of the pin (`Arc<PinnedPages>`) until its completion, so the
-//! pages stay pinned and mapped while the kernel or a worker touches them,
-//! whatever the guest does with its handle meanwhile.
+//! holds a clone of the pin (`Arc<PinnedPages>`) and of the file until its
+//! completion, so the pages stay pinned and mapped and the file open while the
+//! kernel or a worker touches them, whatever the guest does with its handles
+//! meanwhile.
 
+mod descriptor;
+pub mod direct;
 mod imports;
-mod path;
+pub(crate) mod sync;
 mod threads;
 #[cfg(target_os = "linux")]
 mod uring;
 
 use runtime_mm::{Errno, PinnedPages};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// Which backend runs a guest's asynchronous I/O.
@@ -40,20 +48,16 @@ pub enum BackendKind {
     Threads,
 }
 
-/// The embedder's I/O settings for one guest.
+/// The embedder's I/O settings for one guest. (Files, directories and their
+/// permissions are WASI's: the embedder's `WasiCtx`.)
 #[derive(Debug, Clone)]
 pub struct IoConfig {
-    /// The directory the guest's paths are resolved beneath; `None` refuses
-    /// every `open` with `acces`.
-    pub dir: Option<PathBuf>,
     /// The asynchronous backend.
     pub backend: BackendKind,
     /// Most asynchronous transfers in flight at once; one more is `again`.
     pub queue_depth: u32,
     /// Worker threads of the thread backend.
     pub threads: usize,
-    /// The guest's `environment.args`.
-    pub args: Vec<String>,
     /// How long dropping the store waits for transfers already inside the
     /// kernel; past it, their threads are detached, each still holding its
     /// transfer's pin until the syscall returns.
@@ -61,24 +65,15 @@ pub struct IoConfig {
 }
 
 impl Default for IoConfig {
-    /// No directory, `Auto` backend, 64 transfers in flight, 2 workers,
-    /// 1 s shutdown wait.
+    /// `Auto` backend, 64 transfers in flight, 2 workers, 1 s shutdown wait.
     fn default() -> Self {
         IoConfig {
-            dir: None,
             backend: BackendKind::Auto,
             queue_depth: 64,
             threads: 2,
-            args: Vec::new(),
             shutdown_wait: Duration::from_secs(1),
         }
     }
-}
-
-/// An open file: the `file` resource.
-#[derive(Debug)]
-pub struct GuestFile {
-    fd: Arc<OwnedFd>,
 }
 
 /// An asynchronous transfer: the `io-ticket` resource.
@@ -88,31 +83,70 @@ pub struct GuestTicket {
     done: Arc<Completion>,
 }
 
-/// Where a transfer's outcome lands; shared by the ticket and the backend.
+/// Where a transfer's outcome lands; shared by the ticket, the backend, and
+/// whoever waits: a thread (`wait`) or a future (`wait_async`).
 #[derive(Debug, Default)]
 pub(crate) struct Completion {
-    result: Mutex<Option<Result<u32, Errno>>>,
+    state: Mutex<Outcome>,
     cond: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct Outcome {
+    result: Option<Result<u32, Errno>>,
+    wakers: Vec<Waker>,
+}
+
 impl Completion {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcome> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn complete(&self, r: Result<u32, Errno>) {
-        let mut slot = self.result.lock().unwrap_or_else(|p| p.into_inner());
-        slot.get_or_insert(r);
+        let wakers = {
+            let mut s = self.lock();
+            s.result.get_or_insert(r);
+            std::mem::take(&mut s.wakers)
+        };
         self.cond.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     pub(crate) fn poll(&self) -> Option<Result<u32, Errno>> {
-        *self.result.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().result
     }
 
     pub(crate) fn wait(&self, timeout: Duration) -> Option<Result<u32, Errno>> {
-        let slot = self.result.lock().unwrap_or_else(|p| p.into_inner());
-        let (slot, _) = self
+        let s = self.lock();
+        let (s, _) = self
             .cond
-            .wait_timeout_while(slot, timeout, |r| r.is_none())
+            .wait_timeout_while(s, timeout, |s| s.result.is_none())
             .unwrap_or_else(|p| p.into_inner());
-        *slot
+        s.result
+    }
+
+    /// Resolves when the transfer completes; registering the waker and
+    /// checking the result happen under one lock, so no wake-up is lost.
+    pub(crate) fn wait_async(&self) -> impl std::future::Future<Output = Result<u32, Errno>> + Send + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut s = self.lock();
+            match s.result {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        s.wakers.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestTicket {
+    async fn ready(&mut self) {
+        let _ = self.done.wait_async().await;
     }
 }
 
@@ -120,7 +154,7 @@ impl Completion {
 pub(crate) struct Op {
     /// Into the buffer (a read from the file) or out of it.
     pub read: bool,
-    pub fd: Arc<OwnedFd>,
+    pub fd: Arc<File>,
     /// Keeps the buffer pinned (and its memory mapped) while in flight.
     pub pages: Arc<PinnedPages>,
     pub ptr: *mut u8,
@@ -132,6 +166,14 @@ pub(crate) struct Op {
 // SAFETY: `ptr` points into the pages `pages` keeps pinned and mapped; the op
 // is moved to the thread that performs it and is used by one thread at a time.
 unsafe impl Send for Op {}
+
+impl Op {
+    /// Performs the transfer on the calling thread (the completion is the
+    /// caller's to report).
+    pub(crate) fn run(&self) -> Result<u32, Errno> {
+        transfer(&self.fd, self.read, self.ptr, self.len, self.offset)
+    }
+}
 
 /// A backend of asynchronous transfers.
 pub(crate) trait Backend: Send {
@@ -171,7 +213,6 @@ pub struct IoCounts {
 /// Per-store I/O state.
 pub(crate) struct IoState {
     config: IoConfig,
-    dir: Option<OwnedFd>,
     backend: Option<Box<dyn Backend>>,
 }
 
@@ -186,19 +227,7 @@ impl std::fmt::Debug for IoState {
 
 impl IoState {
     pub(crate) fn new(config: IoConfig) -> IoState {
-        IoState {
-            config,
-            dir: None,
-            backend: None,
-        }
-    }
-
-    fn dir(&mut self) -> Result<&OwnedFd, Errno> {
-        if self.dir.is_none() {
-            let path = self.config.dir.as_ref().ok_or(Errno::Acces)?;
-            self.dir = Some(path::open_dir(path)?);
-        }
-        Ok(self.dir.as_ref().expect("set above"))
+        IoState { config, backend: None }
     }
 
     pub(crate) fn backend(&mut self) -> Result<&mut dyn Backend, Errno> {
@@ -253,7 +282,7 @@ fn make_backend(config: &IoConfig) -> Result<Box<dyn Backend>, Errno> {
 
 /// Performs one transfer on the calling thread: `pread`/`pwrite` straight
 /// on the guest's pages.
-pub(crate) fn transfer(fd: &OwnedFd, read: bool, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
+pub(crate) fn transfer(fd: &File, read: bool, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
     // SAFETY: callers pass a range inside a pin they hold for the whole call,
     // so the pages are mapped and present; `read` transfers need a write pin
     // (checked when the range was resolved). Guest memory goes to the kernel

@@ -16,7 +16,7 @@
 //! syscall returns and the worker exits. The store's drop is never blocked
 //! for longer than the wait.
 
-use super::{transfer, Backend, BackendKind, IoCounts, Op};
+use super::{Backend, BackendKind, IoCounts, Op};
 use runtime_mm::Errno;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 pub(crate) type Exec = fn(&Op) -> Result<u32, Errno>;
 
 fn exec_transfer(op: &Op) -> Result<u32, Errno> {
-    transfer(&op.fd, op.read, op.ptr, op.len, op.offset)
+    op.run()
 }
 
 struct Shared {
@@ -189,7 +189,6 @@ mod tests {
     use super::*;
     use crate::io::Completion;
     use runtime_mm::{gup, GupFlags, Mm, MmConfig};
-    use std::os::fd::OwnedFd;
 
     fn op(read: bool) -> (Op, Arc<Completion>, Arc<Mm>) {
         let mm = Mm::new(MmConfig {
@@ -198,7 +197,7 @@ mod tests {
         })
         .unwrap();
         let pages = Arc::new(gup::pin_user_pages(&mm, 0, 1, GupFlags::WRITE).unwrap());
-        let fd: OwnedFd = std::fs::File::open("/dev/zero").unwrap().into();
+        let fd = std::fs::File::open("/dev/zero").unwrap();
         let done = Arc::new(Completion::default());
         let op = Op {
             read,

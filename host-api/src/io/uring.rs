@@ -299,7 +299,7 @@ mod tests {
         .unwrap();
         let pages = Arc::new(gup::pin_user_pages(&mm, 0, 4, GupFlags::WRITE).unwrap());
         let (rx, _tx) = rustix::pipe::pipe().unwrap();
-        let rx = Arc::new(rx);
+        let rx = Arc::new(std::fs::File::from(rx));
         let mut op = || {
             let done = Arc::new(Completion::default());
             let op = Op {

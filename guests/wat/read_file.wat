@@ -1,0 +1,60 @@
+;; A WASI file read zero-copy, both ways: `input.bin` opened with WASI
+;; (`get-directories`, `open-at`), 64 KiB pinned at 0x10000; the first half
+;; read with `read-at`, the second with `submit-read-at`, waited for through
+;; `subscribe` and `wasi:io/poll.poll`; then unpinned dirty. Traps
+;; (`unreachable`) at the first check that fails.
+(module
+  (import "wasi:filesystem/preopens@0.2.12" "get-directories" (func $dirs (param i32)))
+  (import "wasi:filesystem/types@0.2.12" "[method]descriptor.open-at"
+    (func $open_at (param i32 i32 i32 i32 i32 i32 i32)))
+  (import "wasi:io/poll@0.2.12" "poll" (func $poll (param i32 i32 i32)))
+  (import "wasi:io/poll@0.2.12" "[resource-drop]pollable" (func $drop_pollable (param i32)))
+  (import "wasm-pin:mm/gup@0.1.0" "pin-user-pages-fast" (func $pin (param i64 i32 i32 i32)))
+  (import "wasm-pin:mm/gup@0.1.0" "[static]pinned-pages.unpin" (func $unpin (param i32 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "read-at" (func $read_at (param i32 i32 i32 i32 i64 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "submit-read-at" (func $submit (param i32 i32 i32 i32 i64 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "[method]io-ticket.subscribe" (func $subscribe (param i32) (result i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "[method]io-ticket.poll" (func $ticket_poll (param i32 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "[resource-drop]io-ticket" (func $drop_ticket (param i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 0x1000))
+  (data (i32.const 0x20) "input.bin")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func $check (param i32) (if (i32.eqz (local.get 0)) (then unreachable)))
+  (func (export "run") (result i32)
+    (local $fd i32) (local $pin i32) (local $t i32) (local $p i32)
+    (call $dirs (i32.const 0x100))
+    (call $open_at (i32.load (i32.load (i32.const 0x100))) (i32.const 1) (i32.const 0x20) (i32.const 9)
+      (i32.const 0) (i32.const 1) (i32.const 0x108))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x108))))
+    (local.set $fd (i32.load (i32.const 0x10c)))
+    (call $pin (i64.const 0x10000) (i32.const 16) (i32.const 1) (i32.const 0x108))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x108))))
+    (local.set $pin (i32.load (i32.const 0x10c)))
+    ;; read-at: the first 32 KiB.
+    (call $read_at (local.get $fd) (local.get $pin) (i32.const 0) (i32.const 0x8000) (i64.const 0) (i32.const 0x110))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (call $check (i32.eq (i32.load (i32.const 0x114)) (i32.const 0x8000)))
+    ;; submit-read-at: the second 32 KiB, waited for with wasi:io/poll.
+    (call $submit (local.get $fd) (local.get $pin) (i32.const 0x8000) (i32.const 0x8000) (i64.const 0x8000) (i32.const 0x110))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (local.set $t (i32.load (i32.const 0x114)))
+    (local.set $p (call $subscribe (local.get $t)))
+    (i32.store (i32.const 0x300) (local.get $p))
+    (call $poll (i32.const 0x300) (i32.const 1) (i32.const 0x118))
+    (call $drop_pollable (local.get $p))
+    ;; option<result<u32, errno>>: some (at 0x120), ok (at 0x124), 0x8000 (at 0x128).
+    (call $ticket_poll (local.get $t) (i32.const 0x120))
+    (call $check (i32.eq (i32.load8_u (i32.const 0x120)) (i32.const 1)))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x124))))
+    (call $check (i32.eq (i32.load (i32.const 0x128)) (i32.const 0x8000)))
+    (call $drop_ticket (local.get $t))
+    (call $unpin (local.get $pin) (i32.const 1))
+    ;; result<_, string>: ok (a zeroed record).
+    (i32.const 0x200))
+)

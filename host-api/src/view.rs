@@ -1,0 +1,110 @@
+//! How the pin imports reach the store's state, in wasmtime-wasi's manner
+//! (compare `wasmtime_wasi::WasiView` / `WasiCtxView`).
+//!
+//! The imports keep their resources (pins, grants, tickets, sockets) in the
+//! store's one `ResourceTable`, the one the embedder's `WasiView` hands
+//! out, so a pin and a WASI descriptor can be used in one call.
+//!
+//! ```
+//! use host_api::{PinCtx, PinCtxView, PinView};
+//! use wasmtime::component::ResourceTable;
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//!
+//! struct State {
+//!     wasi: WasiCtx,
+//!     pins: PinCtx,
+//!     table: ResourceTable,
+//! }
+//!
+//! impl WasiView for State {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> {
+//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+//!     }
+//! }
+//!
+//! impl PinView for State {
+//!     fn pins(&mut self) -> PinCtxView<'_> {
+//!         PinCtxView { ctx: &mut self.pins, table: &mut self.table }
+//!     }
+//! }
+//! ```
+
+use crate::ctx::PinCtx;
+use crate::quotas::Quotas;
+use wasmtime::component::{HasData, ResourceTable};
+
+/// The pin imports' view of a store: its [`PinCtx`] and the shared table.
+pub struct PinCtxView<'a> {
+    /// The pin state.
+    pub ctx: &'a mut PinCtx,
+    /// The store's resource table, shared with WASI.
+    pub table: &'a mut ResourceTable,
+}
+
+/// A store's data that can give the pin imports their view. Implement it
+/// next to `wasmtime_wasi::WasiView`, returning the same table.
+pub trait PinView: Send {
+    /// The pin state and the store's table.
+    fn pins(&mut self) -> PinCtxView<'_>;
+}
+
+/// The `HasData` marker of the pin imports (`Data<'a> = PinCtxView<'a>`).
+pub struct HasPin;
+
+impl HasData for HasPin {
+    type Data<'a> = PinCtxView<'a>;
+}
+
+/// A [`PinCtx`] with its own table: the store data of an embedding that
+/// uses the pin imports without WASI (the `gup` interface alone, tests).
+#[derive(Default)]
+pub struct MmHost {
+    /// The pin state.
+    pub ctx: PinCtx,
+    /// The store's resource table.
+    pub table: ResourceTable,
+}
+
+impl MmHost {
+    /// A host with the given quotas.
+    pub fn new(quotas: Quotas) -> MmHost {
+        MmHost::from(PinCtx::new(quotas))
+    }
+}
+
+impl From<PinCtx> for MmHost {
+    fn from(ctx: PinCtx) -> MmHost {
+        MmHost {
+            ctx,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ctx.fmt(f)
+    }
+}
+
+impl std::ops::Deref for MmHost {
+    type Target = PinCtx;
+    fn deref(&self) -> &PinCtx {
+        &self.ctx
+    }
+}
+
+impl std::ops::DerefMut for MmHost {
+    fn deref_mut(&mut self) -> &mut PinCtx {
+        &mut self.ctx
+    }
+}
+
+impl PinView for MmHost {
+    fn pins(&mut self) -> PinCtxView<'_> {
+        PinCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The built-in demo: the Rust WASI demo guest (`guests/rust-wasi/demo`)
+//! on a file the host writes, then the host's checks and summary.
+
+use crate::{command, Preopen, RunArgs};
+use runtime_mm::MmStats;
+use std::path::Path;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Writes `mib` MiB of pseudo-random bytes to `path` unless it already has
+/// that size.
+fn make_input(path: &Path, mib: u64) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == mib << 20) {
+        return Ok(());
+    }
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for _ in 0..mib {
+        for w in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        std::io::Write::write_all(&mut f, &chunk)?;
+    }
+    std::io::Write::flush(&mut f)
+}
+
+fn fnv1a_file(path: &Path) -> std::io::Result<u32> {
+    let mut h = 0x811c_9dc5u32;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            return Ok(h);
+        }
+        h = buf[..n]
+            .iter()
+            .fold(h, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    }
+}
+
+fn print_stats(s: &MmStats) {
+    println!(
+        "  pins:   {} pages acquired, {} released ({}), {} long-term now, {} bytes locked",
+        s.foll_pin_acquired,
+        s.foll_pin_released,
+        if s.foll_pin_acquired == s.foll_pin_released {
+            "balanced"
+        } else {
+            "UNBALANCED"
+        },
+        s.longterm_pinned_pages,
+        s.locked_bytes
+    );
+    println!(
+        "  paths:  {} pages fast (lock-free), {} slow (locked), {} fallbacks, {} pages dirtied",
+        s.fast_path_pages, s.slow_path_pages, s.fast_fallbacks, s.dirtied_pages
+    );
+}
+
+/// Writes the input, runs the demo guest on it, checks the guest's
+/// zero-copy copy, and prints the summary.
+pub fn run(engine: &Engine, o: &RunArgs) -> wasmtime::Result<()> {
+    let Some(bytes) = wasm_pin_guests::wasi_command("demo") else {
+        wasmtime::bail!(
+            "the demo guest is not built: run `./demo.sh` (or `guests/rust/build.sh`, which installs \\
+             Debian's rustc-web for the wasm32 guests, then this command again)"
+        );
+    };
+    let component = Component::new(engine, bytes)?;
+    // Only the default directory is created; a --dir must exist.
+    let dir = match o.dirs.first() {
+        Some(d) => d.host.clone(),
+        None => {
+            let dir = std::env::temp_dir().join("wasm-pin-demo");
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+    };
+    println!("demo: writing a {} MiB input file in {}", o.mib, dir.display());
+    let (input, copy) = (dir.join("input.bin"), dir.join("copy.bin"));
+    make_input(&input, o.mib)?;
+    let _ = std::fs::remove_file(&copy);
+    let args = RunArgs {
+        dirs: vec![Preopen {
+            host: dir.clone(),
+            guest: "/data".into(),
+        }],
+        envs: Vec::new(),
+        backend: o.backend,
+        mib: o.mib,
+        component_and_args: Vec::new(),
+    };
+    let guest_args = vec!["/data/input.bin".to_string(), "/data/copy.bin".to_string()];
+    let (code, pins) = command::run(engine, &component, Path::new("demo.wasm"), &args, guest_args)?;
+    if code != std::process::ExitCode::SUCCESS {
+        wasmtime::bail!("the demo guest failed ({code:?})");
+    }
+    let mm = pins
+        .memory()
+        .cloned()
+        .ok_or_else(|| wasmtime::Error::msg("the demo guest pinned nothing"))?;
+    let stats = mm.stats();
+
+    println!("\nhost checks");
+    let (a, b) = (fnv1a_file(&input)?, fnv1a_file(&copy)?);
+    println!(
+        "  copy:   fnv1a of input {a:#010x}, of the guest's zero-copy copy {b:#010x}: {}",
+        if a == b { "identical" } else { "DIFFERENT" }
+    );
+    let io = pins.io_counts();
+    println!(
+        "  async:  {} transfers, {} on registered fixed buffers",
+        io.submitted, io.fixed
+    );
+    print_stats(&stats);
+    if a != b {
+        wasmtime::bail!("the copy differs from the input");
+    }
+    if stats.pins_outstanding() != 0 || stats.locked_bytes != 0 {
+        wasmtime::bail!("pins outlived the store");
+    }
+    Ok(())
+}
