@@ -722,3 +722,141 @@ fn a_guest_trap_with_io_in_flight_leaves_the_host_clean() {
     }
     assert_eq!(std::fs::read(dir.join("input.bin")).unwrap(), before);
 }
+
+/// Direct I/O: `open-direct` reopens a WASI file with `O_DIRECT`; aligned
+/// transfers move the file's bytes, misaligned ones are `inval` before any
+/// syscall, the access never grows, and the reopen counts against the file
+/// quota while it lives.
+#[test]
+fn direct_io_reads_and_writes_aligned_and_refuses_misaligned() {
+    let mut f = fx(BackendKind::Auto);
+    let data = pattern(1 << 20, 11);
+    std::fs::write(f.dir.join("d.bin"), &data).unwrap();
+    let file = f.open("d.bin", RW);
+    let direct = f.host.pins().open_direct(b(&file)).unwrap().unwrap();
+    assert_eq!(f.host.held().files, 1);
+    // Guard bytes around the buffer.
+    f.mm.write(0x2f000, &[0xaa; 4096]).unwrap();
+    f.mm.write(0x40000, &[0xbb; 4096]).unwrap();
+    let buf = f.pin(0x30000, 16, GupFlags::WRITE);
+    let n = block(f.host.pins().read_at(b(&direct), b(&buf), 0, 0x10000, 0x20000)).unwrap();
+    assert_eq!(n, Ok(0x10000));
+    assert_eq!(f.bytes(0x30000, 0x10000), &data[0x20000..0x30000]);
+    assert_eq!(f.host.pins().read_at_sync(&direct, &buf, 4096, 8192, 4096), Ok(8192));
+    assert_eq!(f.bytes(0x31000, 8192), &data[4096..4096 + 8192]);
+    assert!(f.bytes(0x2f000, 4096).iter().all(|&x| x == 0xaa));
+    assert!(f.bytes(0x40000, 4096).iter().all(|&x| x == 0xbb));
+    // Misaligned file offset, length, buffer offset: `inval`, sync and async.
+    for (off, len, at) in [(0, 4096, 100), (0, 100, 0), (512, 4096, 0)] {
+        assert_eq!(
+            f.host.pins().read_at_sync(&direct, &buf, off, len, at),
+            Err(Errno::Inval),
+            "{off} {len} {at}"
+        );
+        assert_eq!(
+            block(f.host.pins().write_at(b(&direct), b(&buf), off, len, at)).unwrap(),
+            Err(Errno::Inval)
+        );
+        assert_eq!(
+            f.host
+                .pins()
+                .submit_read_at(b(&direct), b(&buf), off, len, at)
+                .unwrap()
+                .unwrap_err(),
+            Errno::Inval
+        );
+    }
+    let slices = vec![IoSlice {
+        buf: b(&buf),
+        offset: 0,
+        len: 100,
+    }];
+    assert_eq!(
+        block(f.host.pins().read_at_vectored(b(&direct), slices, 0)).unwrap(),
+        Err(Errno::Inval)
+    );
+    // An aligned write goes to the device, and reads back.
+    assert_eq!(f.host.pins().write_at_sync(&direct, &buf, 0, 4096, 0), Ok(4096));
+    assert_eq!(
+        std::fs::read(f.dir.join("d.bin")).unwrap()[..4096],
+        data[0x20000..0x21000]
+    );
+    // Async, on the backend.
+    let t = f
+        .host
+        .pins()
+        .submit_read_at(b(&direct), b(&buf), 0, 0x10000, 0x80000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(block(f.host.pins().wait(b(&t), 10_000)).unwrap(), Some(Ok(0x10000)));
+    HostIoTicket::drop(&mut f.host.pins(), t).unwrap();
+    assert_eq!(f.bytes(0x30000, 0x10000), &data[0x80000..0x90000]);
+    // The reopen has the original's access: a read-only file stays read-only.
+    let ro = f.open("d.bin", R);
+    let ro_direct = f.host.pins().open_direct(b(&ro)).unwrap().unwrap();
+    assert_eq!(
+        f.host.pins().write_at_sync(&ro_direct, &buf, 0, 4096, 0),
+        Err(Errno::Badf)
+    );
+    f.host.table.delete(ro_direct).unwrap();
+    f.host.table.delete(direct).unwrap();
+    assert_eq!(f.host.held().files, 0, "a dropped descriptor frees its place");
+    f.assert_clean_after_drop();
+}
+
+#[test]
+fn direct_io_refusals() {
+    let quotas = Quotas {
+        max_files: 1,
+        ..Default::default()
+    };
+    let dir = tmpdir();
+    std::fs::write(dir.join("a"), b"x").unwrap();
+    let mut host = MmHost::new(quotas);
+    let a = descriptor(&mut host, &dir.join("a"), R, FsPerms::ReadWrite);
+    let first = host.pins().open_direct(b(&a)).unwrap().unwrap();
+    assert_eq!(host.pins().open_direct(b(&a)).unwrap().unwrap_err(), Errno::Mfile);
+    drop(first); // still in the table: the quota holds until it is deleted
+    assert_eq!(host.pins().open_direct(b(&a)).unwrap().unwrap_err(), Errno::Mfile);
+    // A directory.
+    let d = host
+        .table
+        .push(Descriptor::Dir(wasmtime_wasi::filesystem::Dir::new(
+            std::fs::File::open(&dir).unwrap(),
+            FsPerms::ReadWrite,
+            OpenMode::READ,
+            false,
+        )))
+        .unwrap();
+    let mut host2 = MmHost::new(Quotas::default());
+    let d2 = host2
+        .table
+        .push(Descriptor::Dir(wasmtime_wasi::filesystem::Dir::new(
+            std::fs::File::open(&dir).unwrap(),
+            FsPerms::ReadWrite,
+            OpenMode::READ,
+            false,
+        )))
+        .unwrap();
+    assert_eq!(host2.pins().open_direct(b(&d2)).unwrap().unwrap_err(), Errno::Isdir);
+    drop(d);
+    // Not a regular file (a FIFO): `opnotsupp`, at once (a reopen of a FIFO
+    // would wait for a writer).
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let rw = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let fd = host2
+        .table
+        .push(Descriptor::File(File::new(
+            rw,
+            FsPerms::ReadWrite,
+            OpenMode::READ,
+            false,
+        )))
+        .unwrap();
+    assert_eq!(host2.pins().open_direct(b(&fd)).unwrap().unwrap_err(), Errno::Opnotsupp);
+}

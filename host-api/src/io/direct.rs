@@ -45,12 +45,18 @@ pub(crate) fn check_aligned(ptr: *const u8, len: u32, at: u64) -> Result<(), Err
 }
 
 /// Reopens the file behind `d` with `O_DIRECT`, same access, same
-/// permissions. `isdir` for a directory; `opnotsupp` where the filesystem
-/// refuses direct I/O (tmpfs, overlay on some kernels).
+/// permissions. `isdir` for a directory; `opnotsupp` for anything but a
+/// regular file, and where the filesystem refuses direct I/O (`EINVAL` from
+/// `open`: tmpfs before Linux 6.6, some FUSE and overlay setups).
 pub(crate) fn reopen(d: &Descriptor) -> Result<Descriptor, Errno> {
     let Descriptor::File(f) = d else {
         return Err(Errno::IsDir);
     };
+    // Only regular files: reopening a FIFO through /proc would block the
+    // host until a writer came, and devices or sockets have no direct I/O.
+    if !f.file.metadata().map_err(|e| Errno::from_io(&e))?.is_file() {
+        return Err(Errno::OpNotSupp);
+    }
     let access = match (
         f.open_mode.contains(OpenMode::READ),
         f.open_mode.contains(OpenMode::WRITE),
@@ -71,11 +77,6 @@ pub(crate) fn reopen(d: &Descriptor) -> Result<Descriptor, Errno> {
     }
     // SAFETY: `fd` was just opened and is owned by no one else.
     let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // A reopen cannot turn a FIFO or device into something else, but the
-    // original may be one: only regular files get direct I/O.
-    if !file.metadata().map_err(|e| Errno::from_io(&e))?.is_file() {
-        return Err(Errno::OpNotSupp);
-    }
     Ok(Descriptor::File(WasiFile::new(file, f.perms, f.open_mode, false)))
 }
 
