@@ -8,11 +8,33 @@
 //! entry. The first page it may not take ends the walk; the caller hands the
 //! rest of the range to the slow path.
 //!
-//! A page may be taken on the fast path when its entry is `PRESENT`, not
-//! `FROZEN`, `WRITABLE` if the call writes, its counter has room, and, for a
-//! long-term pin, the page already holds a long-term pin (so it is already
-//! locked resident and charged: the first long-term pin of a page needs a
-//! syscall and the lock, see [`crate::longterm`]).
+//! # What a pin promises, and what "present" means
+//!
+//! A user-space linear memory is not the kernel's page cache: every page
+//! inside the memory's length is mapped read-write from the moment `grow`
+//! publishes the length, and stays so. So a **short-term pin** promises that
+//! the page stays mapped at the same address with the same contents (no
+//! `discard` can zero it) until it is released. It does not promise that a
+//! physical frame is resident now: like any anonymous memory, the first
+//! access (by the guest, the host, or the kernel in `pread`/io_uring) faults
+//! it in. That is what every short-lived transfer needs, so the fast path
+//! takes fresh pages as well as pages pinned before. A **long-term pin** adds
+//! residency: its pages are populated and locked (`mlock`) and charged
+//! against the memlock limit ([`crate::longterm`]), which is what a device
+//! that DMAs at any time (a registered io_uring buffer, RDMA) needs.
+//!
+//! `PRESENT` is therefore bookkeeping, not a precondition: the slow path sets
+//! it when it populates a page, the fast path sets it in the same CAS that
+//! takes the first reference, and `discard` clears it. It reads "handed out
+//! or populated since the last discard".
+//!
+//! A page may be taken on the fast path when its entry is not `FROZEN`, its
+//! counter has room, and, for a long-term pin, the page already holds a
+//! long-term pin (so it is already locked resident and charged: the first
+//! long-term pin of a page needs a syscall and the lock, see
+//! [`crate::longterm`]). The page-table leaves of every page inside the
+//! length exist (`grow` allocates them under the lock before it publishes
+//! the length), so the walk never stops at a missing node inside the memory.
 //!
 //! Why this is safe against the operations that run concurrently with it:
 //!
@@ -24,33 +46,34 @@
 //!   froze first and our CAS sees `FROZEN` (or, later, no `PRESENT`) and we
 //!   fall back. Unlike the kernel, which grabs a refcount on the `struct page`
 //!   and must re-check the PTE afterwards, there is no window to re-check.
-//! - **grow** only raises `len` and commits pages; it never changes an entry.
-//!   A `PRESENT` page was inside `len` when it was faulted in, and `len` never
-//!   shrinks, so a page we take is always inside the memory. We read `len`
-//!   once (Acquire) to bound the walk; a page that grew in after that read is
-//!   simply left to the slow path.
+//! - **grow** commits pages, allocates their leaves, then raises `len`
+//!   (Release); it never changes an entry. We read `len` once (Acquire) to
+//!   bound the walk, so every page we look at is committed and has its leaf,
+//!   and `len` never shrinks, so a page we take stays inside the memory. A
+//!   page that grew in after our read is simply left to the slow path.
 //! - **unpin/put** subtract with a Release RMW on the same word; CAS retries
 //!   absorb them. The last long-term unpin of a page (1 → 0, followed by
 //!   `munlock`) happens under the lock; a fast long-term pin needs the count
 //!   to be ≥ 1 in the very value its CAS replaces, so it either lands before
 //!   the 1 → 0 step (and the unpin then leaves the page locked) or sees 0
 //!   and falls back to the locked path.
-//! - **page-table growth**: nodes are installed by CAS and never freed before
-//!   the `Mm` drops, so the `&AtomicU64` we hold stays valid; a missing node
-//!   means the page was never faulted in, and we fall back.
+//! - **page-table growth**: nodes are installed by CAS (under the lock, by
+//!   `grow`) and never freed before the `Mm` drops, so the `&AtomicU64` we
+//!   hold stays valid.
 //!
-//! Orderings: the successful CAS is Acquire, pairing with the Release of the
-//! slow path's `PRESENT` store and of discard's thaw, so the caller's
-//! subsequent accesses to the page see a populated page. Unpins are Release,
+//! Orderings: the successful CAS is Acquire, pairing with the Release of
+//! discard's thaw (and of the slow path's `PRESENT` store), so the caller's
+//! subsequent accesses to the page come after the discard's zeroing. Unpins are Release,
 //! pairing with discard's Acquire freeze, so a holder's accesses happen before
 //! the data is dropped.
 //!
 //! Per page, uncontended: one Relaxed load of the entry (the leaf pointer is
-//! loaded once per 512 pages), four compare-and-branch tests (present and
-//! not frozen, writable if asked, counter room, long-term held), one `lock
-//! cmpxchg`, and the loop's bound check.
+//! loaded once per 512 pages), three compare-and-branch tests (not frozen,
+//! counter room, long-term held), one `lock cmpxchg`, and the loop's bound
+//! check.
 
 use crate::gup::Request;
+use crate::page_table::entry;
 use crate::primitive::{AtomicU64, Ordering};
 use crate::Mm;
 
@@ -68,7 +91,8 @@ fn try_take(e: &AtomicU64, req: Request) -> bool {
         if !req.may_take_fast(cur) {
             return false;
         }
-        match e.compare_exchange_weak(cur, cur + req.delta(), Ordering::Acquire, Ordering::Relaxed) {
+        let new = (cur | entry::PRESENT | entry::WRITABLE) + req.delta();
+        match e.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => cur = now,
         }

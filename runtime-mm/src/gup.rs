@@ -76,13 +76,14 @@ impl Request {
         }
     }
 
-    /// Whether the fast path may take this page (see [`crate::fast_path`]).
+    /// Whether the fast path may take this page (see [`crate::fast_path`]):
+    /// no discard owns it, its counter has room, and a long-term pin finds it
+    /// already long-term pinned (so already locked and charged). Whether the
+    /// page was ever populated does not matter: every page inside the
+    /// memory's length is mapped read-write.
     #[inline(always)]
     pub(crate) fn may_take_fast(self, e: u64) -> bool {
-        e & (entry::PRESENT | entry::FROZEN) == entry::PRESENT
-            && (!self.write() || e & entry::WRITABLE != 0)
-            && (!self.longterm() || entry::longterm(e) != 0)
-            && self.fits(e)
+        e & entry::FROZEN == 0 && (!self.longterm() || entry::longterm(e) != 0) && self.fits(e)
     }
 }
 

@@ -210,7 +210,13 @@ impl Mm {
             .map_err(|_| Errno::NoMem)?;
             inner.committed = want;
         }
-        // Release: the commit happens-before any thread that sees the new len.
+        // The leaves of the new pages exist before the length says they are
+        // inside the memory: the fast path walks them without allocating.
+        let first = self.len() >> self.page_shift;
+        let last = bytes.div_ceil(self.page_size());
+        self.table.ensure_range(first, last - first);
+        // Release: the commit and the leaves happen-before any thread that
+        // sees the new len.
         self.len.store(bytes, Ordering::Release);
         Ok(())
     }

@@ -11,9 +11,10 @@
 //! +----------------+----------------+----------------+------+------+-----+--------+-------+
 //! ```
 //!
-//! - `PRESENT`: the page was faulted in (committed and populated) by the slow
-//!   path. Only the slow path sets it, under the memory's lock; only
-//!   `discard` clears it, under the same lock.
+//! - `PRESENT`: the page was handed out (its first reference, on either
+//!   path) or populated (slow path) since the last discard; bookkeeping, not
+//!   a precondition (see [`crate::fast_path`] for what a pin promises). Only
+//!   `discard` clears it, under the memory's lock, while the page is frozen.
 //! - `WRITABLE`: set with `PRESENT` (linear memory has no read-only pages).
 //! - `DIRTY`: set by a dirty release (`unpin_dirty(true)`), cleared by
 //!   `discard` and `Mm::test_and_clear_dirty`.
@@ -177,6 +178,19 @@ impl PageTable {
             }
         }
         done
+    }
+
+    /// Allocates the nodes of `n` pages from `pfn` (clipped to the table):
+    /// `grow` does this under the lock before it publishes a new length, so
+    /// the lock-free walk finds a leaf for every page inside the memory.
+    pub(crate) fn ensure_range(&self, pfn: u64, n: u64) {
+        let end = pfn.saturating_add(n).min(self.nr_pages);
+        let mut p = pfn;
+        while p < end {
+            self.ensure(p);
+            // Next leaf.
+            p = (p | FANOUT_MASK) + 1;
+        }
     }
 
     /// The entry of page `pfn`, allocating its nodes if needed. Returns `None`

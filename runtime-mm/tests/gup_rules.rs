@@ -390,54 +390,74 @@ fn discard_refuses_referenced_pages_and_changes_nothing() {
     assert_eq!(m.discard(0, 0), Ok(()));
 }
 
+/// Issue 12.1: the fast path takes fresh pages as well as pages pinned
+/// before: every page inside the length is mapped, so no first pin needs the
+/// lock. Only what truly needs it falls back: a frozen page, a full counter,
+/// or the first long-term pin of a page (it must be locked resident).
 #[test]
-fn fast_path_takes_present_pages_and_falls_back_for_the_rest() {
+fn fast_path_takes_fresh_pages_and_falls_back_only_when_it_must() {
     let m = mm(16);
-    let s0 = m.stats();
     let a = pin_user_pages_fast(&m, 0, 8, GupFlags::WRITE).unwrap();
     let s1 = m.stats();
-    assert_eq!(
-        (s1.fast_path_pages, s1.slow_path_pages, s1.fast_fallbacks),
-        (s0.fast_path_pages, 8, 1)
+    assert_eq!((s1.fast_path_pages, s1.slow_path_pages, s1.fast_fallbacks), (8, 0, 0));
+    assert!(
+        m.page_state(0).unwrap().present,
+        "the fast path marks what it hands out"
     );
+    assert!(!m.page_state(8 * PAGE).unwrap().present);
     drop(a);
-    // Pages 0..8 are present now; 8..16 are not.
-    let b = pin_user_pages_fast(&m, 0, 16, GupFlags::WRITE).unwrap();
-    let s2 = m.stats();
-    assert_eq!((s2.fast_path_pages, s2.slow_path_pages, s2.fast_fallbacks), (8, 16, 2));
+    let b = get_user_pages_fast(&m, 0, 16, GupFlags::WRITE).unwrap();
+    assert_eq!((m.stats().fast_path_pages, m.stats().slow_path_pages), (24, 0));
     drop(b);
-    let c = pin_user_pages_fast(&m, 0, 16, GupFlags::empty()).unwrap();
-    assert_eq!(m.stats().fast_path_pages, 24);
-    assert_eq!(m.stats().fast_fallbacks, 2);
-    drop(c);
-    // The non-fast variants never take the fast path.
+    // A long-term pin's first take of a page goes to the locked path; once
+    // the page holds one, more are lock-free.
+    let lt = pin_longterm_pages_fast(&m, 0, 4, GupFlags::WRITE).unwrap();
+    let s = m.stats();
+    assert_eq!((s.fast_path_pages, s.slow_path_pages, s.fast_fallbacks), (24, 4, 1));
+    let lt2 = pin_longterm_pages_fast(&m, 0, 4, GupFlags::WRITE).unwrap();
+    assert_eq!((m.stats().fast_path_pages, m.stats().slow_path_pages), (28, 4));
+    drop((lt, lt2));
+    // The non-fast variants never take the fast path; they populate.
     let _d = pin_user_pages(&m, 0, 16, GupFlags::empty()).unwrap();
-    assert_eq!(m.stats().fast_path_pages, 24);
-    assert_eq!(m.stats().slow_path_pages, 32);
+    assert_eq!((m.stats().fast_path_pages, m.stats().slow_path_pages), (28, 20));
+    assert!(m.page_state(15 * PAGE).unwrap().present);
 }
 
 #[test]
-fn nowait_never_faults_in() {
+fn nowait_never_waits_or_faults_in() {
     let m = mm(8);
+    // Lock-free: every page inside the length, fresh or not.
+    assert_eq!(pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap().len(), 4);
+    // The locked path with NOWAIT faults nothing in: only populated pages.
     assert_eq!(
-        pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap_err(),
+        pin_user_pages(&m, 4 * PAGE, 4, GupFlags::NOWAIT).unwrap_err(),
         Errno::Again
     );
-    assert_eq!(pin_user_pages(&m, 0, 4, GupFlags::NOWAIT).unwrap_err(), Errno::Again);
-    drop(pin_user_pages(&m, 0, 2, GupFlags::empty()).unwrap());
-    assert_eq!(pin_user_pages_fast(&m, 0, 4, GupFlags::NOWAIT).unwrap().len(), 2);
-    assert_eq!(get_user_pages(&m, 0, 4, GupFlags::NOWAIT).unwrap().len(), 2);
+    drop(pin_user_pages(&m, 4 * PAGE, 2, GupFlags::empty()).unwrap());
+    assert_eq!(get_user_pages(&m, 4 * PAGE, 4, GupFlags::NOWAIT).unwrap().len(), 2);
+    // A first long-term pin needs the lock (mlock): NOWAIT takes the
+    // populated prefix and no more.
+    assert_eq!(
+        pin_longterm_pages_fast(&m, 6 * PAGE, 2, GupFlags::NOWAIT).unwrap_err(),
+        Errno::Again
+    );
 }
 
 #[test]
-fn discarded_pages_are_faulted_in_again() {
+fn discarded_pages_are_pinned_again_lock_free() {
     let m = mm(4);
+    m.write(0, &[7; 16]).unwrap();
     drop(pin_user_pages(&m, 0, 4, GupFlags::WRITE).unwrap());
     m.discard(0, 4 * PAGE).unwrap();
-    let before = m.stats().slow_path_pages;
+    assert!(!m.page_state(0).unwrap().present);
+    let before = m.stats();
     let p = pin_user_pages_fast(&m, 0, 4, GupFlags::WRITE).unwrap();
-    assert_eq!(m.stats().slow_path_pages - before, 4);
+    assert_eq!(m.stats().fast_path_pages - before.fast_path_pages, 4);
+    assert_eq!(m.stats().slow_path_pages, before.slow_path_pages);
     assert!(m.page_state(0).unwrap().present);
+    let mut b = [1u8; 16];
+    p.read(0, &mut b).unwrap();
+    assert_eq!(b, [0; 16], "a discarded page reads as zero through a new pin");
     drop(p);
 }
 

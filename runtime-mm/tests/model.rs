@@ -151,8 +151,21 @@ fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Res
     }
     let mut n = (m.len - first).min(nr as u64);
     if flags & 0x20 != 0 {
-        // NOWAIT: only the present prefix.
-        n = (first..first + n).take_while(|&p| m.pages[p as usize].present).count() as u64;
+        // NOWAIT: the fast variants take, lock-free, every page they may
+        // (long-term: those already long-term pinned), present or not; what
+        // is left goes to the slow path, which takes only the present prefix.
+        let fast = matches!(variant, 1 | 4 | 7);
+        let k = if fast {
+            (first..first + n)
+                .take_while(|&p| !longterm || m.pages[p as usize].lt > 0)
+                .count() as u64
+        } else {
+            0
+        };
+        n = k
+            + (first + k..first + n)
+                .take_while(|&p| m.pages[p as usize].present)
+                .count() as u64;
         if n == 0 {
             return Err(Errno::Again);
         }
@@ -291,6 +304,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 pg.gets += 1;
                             }
                             pg.lt += lt as u32;
+                            pg.present = true;
                         }
                         m.held.push((is_pin, lt, first, n));
                         held.push(h);
