@@ -73,15 +73,68 @@
 //! check.
 
 use crate::gup::Request;
-use crate::page_table::entry;
+use crate::page_table::{entry, BLOCK_PAGES};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::Mm;
 
+/// The whole blocks a call took on their block words (see
+/// [`crate::page_table`]): `n` blocks from page `first`. Everything else it
+/// took, it took per page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Blocks {
+    pub first: u64,
+    pub n: u64,
+}
+
+impl Blocks {
+    /// The pages they cover.
+    pub(crate) fn pages(self) -> std::ops::Range<u64> {
+        self.first..self.first + self.n * BLOCK_PAGES
+    }
+}
+
 /// Takes references on up to `nr` pages from `pfn` without locking; returns
-/// how many were taken, always a prefix of the range.
-pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> usize {
+/// how many were taken, always a prefix of the range, and which whole
+/// blocks were taken as blocks.
+///
+/// # Range-level counts
+///
+/// A short-term call that covers whole aligned blocks takes one reference
+/// per block (one CAS on the block word) instead of one per page: the head
+/// up to the first block boundary per page, then block after block, then the
+/// tail per page. The block CAS checks and takes in one step, as the page
+/// CAS does: a block a discard owns is `FROZEN`, and the walk stops there.
+/// Long-term pins stay per page: their first take of a page needs the lock.
+pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> (usize, Blocks) {
     let avail = mm.len_pages().saturating_sub(pfn).min(nr as u64);
-    mm.table.walk(pfn, avail, |e| try_take(e, req)) as usize
+    let none = Blocks::default();
+    if req.longterm() || avail < BLOCK_PAGES {
+        return (per_page(mm, pfn, avail, req) as usize, none);
+    }
+    let head = ((BLOCK_PAGES - pfn % BLOCK_PAGES) % BLOCK_PAGES).min(avail);
+    let mut done = per_page(mm, pfn, head, req);
+    if done < head {
+        return (done as usize, none);
+    }
+    let mut blocks = Blocks {
+        first: pfn + done,
+        n: 0,
+    };
+    while avail - done >= BLOCK_PAGES {
+        match mm.table.block(pfn + done) {
+            Some(b) if try_take_block(b, req) => {
+                done += BLOCK_PAGES;
+                blocks.n += 1;
+            }
+            _ => break,
+        }
+    }
+    done += per_page(mm, pfn + done, avail - done, req);
+    (done as usize, blocks)
+}
+
+fn per_page(mm: &Mm, pfn: u64, n: u64, req: Request) -> u64 {
+    mm.table.walk(pfn, n, |e| try_take(e, req))
 }
 
 #[inline(always)]
@@ -93,6 +146,21 @@ fn try_take(e: &AtomicU64, req: Request) -> bool {
         }
         let new = (cur | entry::PRESENT | entry::WRITABLE) + req.delta();
         match e.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+#[inline(always)]
+fn try_take_block(b: &AtomicU64, req: Request) -> bool {
+    let mut cur = b.load(Ordering::Relaxed);
+    loop {
+        if cur & entry::FROZEN != 0 || !req.fits(cur) {
+            return false;
+        }
+        let new = (cur | entry::PRESENT | entry::WRITABLE) + req.delta();
+        match b.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(now) => cur = now,
         }

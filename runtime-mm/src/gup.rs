@@ -30,6 +30,7 @@
 //!   take none: `Fault` (start outside the memory), `Overflow`, `Again`, or
 //!   `NoMem` (long-term: memlock limit or `mlock` failure).
 
+use crate::fast_path::Blocks;
 use crate::page_table::entry;
 use crate::stats::Counter;
 use crate::{fast_path, slow_path, Errno, GotPages, GupFlags, Mm, PinnedPages};
@@ -100,7 +101,7 @@ fn request(flags: GupFlags, extra: GupFlags, set: GupFlags) -> Result<Request, E
 /// The common engine: validates the range, runs the fast path if asked, then
 /// the slow path on the rest; returns the count taken and, if fewer than
 /// asked, the error that stopped the slow path.
-fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Result<(usize, Option<Errno>), Errno> {
+fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Result<Taken, Errno> {
     // `start` is checked before the zero-page shortcut: an empty result still
     // carries `start`, and its accessors compute `base + start` from it.
     if start & (mm.page_size() - 1) != 0 {
@@ -114,7 +115,7 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
         // An empty range may end where the memory ends (as `&s[len..]`); the
         // memory never shrinks, so it stays in bounds.
         return if start <= mm.len() {
-            Ok((0, None))
+            Ok(Taken::default())
         } else {
             Err(Errno::Fault)
         };
@@ -122,8 +123,9 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
     let pfn = start >> mm.page_shift();
     let mut done = 0;
     let mut stop = None;
+    let mut blocks = Blocks::default();
     if fast {
-        done = fast_path::take(mm, pfn, nr_pages, req);
+        (done, blocks) = fast_path::take(mm, pfn, nr_pages, req);
         mm.stats.add(Counter::FastPages, done as u64);
         if done < nr_pages {
             mm.stats.add(Counter::FastFallbacks, 1);
@@ -154,15 +156,24 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
     if req.0.contains(GupFlags::REMOTE) {
         mm.stats.add(Counter::Remote, n);
     }
-    Ok((done, stop))
+    Ok(Taken { n: done, stop, blocks })
+}
+
+/// What `take` took: `n` pages (some of them as whole `blocks`), and, if
+/// fewer than asked, the error that stopped the slow path.
+#[derive(Debug, Default)]
+struct Taken {
+    n: usize,
+    stop: Option<Errno>,
+    blocks: Blocks,
 }
 
 fn pin(mm: &Arc<Mm>, start: u64, nr: usize, flags: GupFlags, set: GupFlags, fast: bool) -> Result<PinnedPages, Errno> {
     let extra = set & GupFlags::REMOTE;
     let req = request(flags, extra, set | GupFlags::PIN)?;
-    let (n, stop) = take(mm, start, nr, req, fast)?;
-    let pages = PinnedPages::new(mm, start, n, req);
-    if stop == Some(Errno::NoMem) {
+    let t = take(mm, start, nr, req, fast)?;
+    let pages = PinnedPages::new(mm, start, t.n, req, t.blocks);
+    if t.stop == Some(Errno::NoMem) {
         // Over the memlock limit is all or nothing, also when the fast path
         // already took the pages that were locked: give those back.
         drop(pages);
@@ -174,8 +185,8 @@ fn pin(mm: &Arc<Mm>, start: u64, nr: usize, flags: GupFlags, set: GupFlags, fast
 fn get(mm: &Arc<Mm>, start: u64, nr: usize, flags: GupFlags, set: GupFlags, fast: bool) -> Result<GotPages, Errno> {
     let extra = GupFlags::GET | (set & GupFlags::REMOTE);
     let req = request(flags, extra, set | GupFlags::GET)?;
-    let (n, _) = take(mm, start, nr, req, fast)?;
-    Ok(GotPages::new(mm, start, n, req))
+    let t = take(mm, start, nr, req, fast)?;
+    Ok(GotPages::new(mm, start, t.n, req, t.blocks))
 }
 
 /// Pins pages for short-lived I/O, taking the memory's lock and faulting the

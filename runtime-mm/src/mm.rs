@@ -6,7 +6,7 @@
 //! or the maximum. The page table tracks, per host page, whether the page is
 //! faulted in and which references it holds; see [`crate::page_table`].
 
-use crate::page_table::{entry, PageTable};
+use crate::page_table::{entry, PageTable, BLOCK_PAGES};
 use crate::primitive::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::stats::{MmStats, Stats};
 use crate::Errno;
@@ -274,10 +274,23 @@ impl Mm {
             return Err(Errno::Fault);
         }
         let (first, last) = (addr >> self.page_shift, end >> self.page_shift);
-        // Phase 1: freeze every referenced-free page, or give up.
+        let span = first / BLOCK_PAGES * BLOCK_PAGES..last.div_ceil(BLOCK_PAGES) * BLOCK_PAGES;
+        let blocks = || span.clone().step_by(BLOCK_PAGES as usize);
+        let block_words = || blocks().filter_map(|b| self.table.block(b));
+        // Phase 1: freeze every block the range touches, then every page,
+        // each only while it holds no reference; or give up. A block
+        // reference covers every page of its block, so a frozen block is
+        // what keeps one from being taken meanwhile.
+        for (k, w) in block_words().enumerate() {
+            if let Err(e) = freeze(w) {
+                block_words().take(k).for_each(|w| thaw(w, 0));
+                return Err(e);
+            }
+        }
         for pfn in first..last {
-            if let Err(e) = self.freeze(pfn) {
-                self.unfreeze(first..pfn, 0);
+            if let Err(e) = self.table.get(pfn).map_or(Ok(()), freeze) {
+                (first..pfn).filter_map(|p| self.table.get(p)).for_each(|w| thaw(w, 0));
+                block_words().for_each(|w| thaw(w, 0));
                 return Err(e);
             }
         }
@@ -293,31 +306,36 @@ impl Mm {
             )
         };
         // Phase 3: thaw; on success the pages are no longer present or dirty.
+        // A block's "every page" bits first go to its pages' own entries.
         let clear = if r.is_ok() { entry::PRESENT | entry::DIRTY } else { 0 };
-        self.unfreeze(first..last, clear);
+        for b in blocks() {
+            if let Some(w) = self.table.block(b) {
+                if clear != 0 {
+                    self.spread(b, w, clear);
+                }
+                thaw(w, 0);
+            }
+        }
+        (first..last)
+            .filter_map(|p| self.table.get(p))
+            .for_each(|w| thaw(w, clear));
         drop(inner);
         r.map_err(|_| Errno::NoMem)
     }
 
-    fn freeze(&self, pfn: u64) -> Result<(), Errno> {
-        let Some(e) = self.table.get(pfn) else {
-            return Ok(()); // no leaf: never referenced, and only we could create it now
-        };
-        // Acquire pairs with the Release of the last unpin: the holder's
-        // accesses to the page happen before we drop its contents.
-        e.fetch_update(Ordering::Acquire, Ordering::Relaxed, |cur| {
-            (!entry::referenced(cur)).then_some(cur | entry::FROZEN)
-        })
-        .map(drop)
-        .map_err(|_| Errno::Busy)
-    }
-
-    fn unfreeze(&self, pfns: std::ops::Range<u64>, clear: u64) {
-        for pfn in pfns {
-            if let Some(e) = self.table.get(pfn) {
-                e.fetch_and(!(entry::FROZEN | clear), Ordering::Release);
-            }
+    /// Moves the block-wide `bits` of the block at page `first` (block word
+    /// `w`) onto each page's entry: the pages first, then the block, so that
+    /// a concurrent reader sees each bit on one of the two all along.
+    fn spread(&self, first: u64, w: &AtomicU64, bits: u64) {
+        let set = w.load(Ordering::Acquire) & bits;
+        if set == 0 {
+            return;
         }
+        self.table.walk(first, BLOCK_PAGES, |e| {
+            e.fetch_or(set, Ordering::Release);
+            true
+        });
+        w.fetch_and(!set, Ordering::Release);
     }
 
     /// Whether the page containing `addr` holds a pin (`FOLL_PIN`). Exact: no
@@ -334,21 +352,30 @@ impl Mm {
         if addr >= self.limit.next_multiple_of(self.page_size()) {
             return None;
         }
+        // The page's own entry plus its block's word (a block reference
+        // counts on every page of the block).
         let e = self.table.get(pfn).map_or(0, |e| e.load(Ordering::Acquire));
+        let b = self.table.block(pfn).map_or(0, |b| b.load(Ordering::Acquire));
         Some(PageState {
-            present: e & entry::PRESENT != 0,
-            dirty: e & entry::DIRTY != 0,
-            pins: entry::pins(e) as u32,
-            gets: entry::gets(e) as u32,
-            longterm: entry::longterm(e) as u32,
+            present: (e | b) & entry::PRESENT != 0,
+            dirty: (e | b) & entry::DIRTY != 0,
+            pins: (entry::pins(e) + entry::pins(b)) as u32,
+            gets: (entry::gets(e) + entry::gets(b)) as u32,
+            longterm: (entry::longterm(e) + entry::longterm(b)) as u32,
         })
     }
 
     /// Clears the dirty mark of the page containing `addr`, returning whether
     /// it was set (like `folio_clear_dirty_for_io`, for a writeback pass).
     pub fn test_and_clear_dirty(&self, addr: u64) -> bool {
+        let pfn = addr >> self.page_shift;
+        if let Some(w) = self.table.block(pfn) {
+            // A block-wide dirty mark becomes per-page marks first, so only
+            // this page's is cleared.
+            self.spread(pfn / BLOCK_PAGES * BLOCK_PAGES, w, entry::DIRTY);
+        }
         self.table
-            .get(addr >> self.page_shift)
+            .get(pfn)
             .is_some_and(|e| e.fetch_and(!entry::DIRTY, Ordering::AcqRel) & entry::DIRTY != 0)
     }
 
@@ -383,6 +410,23 @@ impl Mm {
             }
         }
     }
+}
+
+/// Freezes an entry or block word that holds no reference (`Busy` if it
+/// does). Acquire pairs with the Release of the last unpin: the holder's
+/// accesses to the page happen before its contents are dropped.
+fn freeze(w: &AtomicU64) -> Result<(), Errno> {
+    w.fetch_update(Ordering::Acquire, Ordering::Relaxed, |cur| {
+        (!entry::referenced(cur)).then_some(cur | entry::FROZEN)
+    })
+    .map(drop)
+    .map_err(|_| Errno::Busy)
+}
+
+/// Thaws a frozen word, clearing `clear` with it (Release: pairs with a
+/// taker's Acquire CAS, which then sees the discard's zeros).
+fn thaw(w: &AtomicU64, clear: u64) {
+    w.fetch_and(!(entry::FROZEN | clear), Ordering::Release);
 }
 
 impl std::fmt::Debug for Mm {

@@ -28,6 +28,20 @@
 //!   its maximum refuses one more reference with `EOVERFLOW`: it never wraps
 //!   into its neighbour.
 //!
+//! # Blocks
+//!
+//! Each leaf also holds one **block word** for the aligned block of pages it
+//! covers (`BLOCK_PAGES`, 512 pages = 2 MiB), in the entry format: a call that
+//! covers a whole block takes *one* reference on the block word instead of
+//! one per page, like the kernel's folio / huge-PMD pinning. A page's counts
+//! are its entry's plus its block's, so `page_maybe_dma_pinned` stays exact.
+//! `FROZEN` on a block word means a discard owns (part of) the block: no
+//! block reference can be taken then, and a discard freezes the block only
+//! while it holds no block reference. `PRESENT` and `DIRTY` on a block word
+//! mean "every page of the block"; before a discard or a dirty test clears
+//! them for some pages only, they are first spread to the other pages'
+//! entries.
+//!
 //! # Tree
 //!
 //! Three levels: a root array sized to the reservation, middle nodes of
@@ -47,6 +61,8 @@ const FANOUT_SHIFT: u32 = 9;
 const FANOUT_SHIFT: u32 = 1;
 const FANOUT: usize = 1 << FANOUT_SHIFT;
 const FANOUT_MASK: u64 = FANOUT as u64 - 1;
+/// Pages per block: one leaf, 2 MiB of 4 KiB pages (2 pages under loom).
+pub(crate) const BLOCK_PAGES: u64 = FANOUT as u64;
 
 /// Bits and fields of an entry.
 pub(crate) mod entry {
@@ -91,7 +107,9 @@ pub(crate) mod entry {
     }
 }
 
-struct Leaf([AtomicU64; FANOUT]);
+/// One leaf: the entries of `FANOUT` pages, and the block word of the
+/// aligned block they form (see "Blocks" above).
+struct Leaf([AtomicU64; FANOUT], AtomicU64);
 struct Mid([AtomicPtr<Leaf>; FANOUT]);
 
 /// A radix tree of page entries covering `nr_pages` pages.
@@ -151,6 +169,12 @@ impl PageTable {
         self.leaf(pfn).map(|l| &l.0[Self::split(pfn).2])
     }
 
+    /// The block word of the block holding page `pfn`, if its leaf exists.
+    /// Lock-free.
+    pub(crate) fn block(&self, pfn: u64) -> Option<&AtomicU64> {
+        self.leaf(pfn).map(|l| &l.1)
+    }
+
     /// The entries from `pfn` to the end of its leaf (clipped to the table), if
     /// the leaf exists. Lock-free: the fast path walks a leaf at a time.
     pub(crate) fn leaf_tail(&self, pfn: u64) -> Option<&[AtomicU64]> {
@@ -203,7 +227,9 @@ impl PageTable {
         let mid = install(&self.root[r], || {
             Mid(std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())))
         });
-        let leaf = install(&mid.0[m], || Leaf(std::array::from_fn(|_| AtomicU64::new(0))));
+        let leaf = install(&mid.0[m], || {
+            Leaf(std::array::from_fn(|_| AtomicU64::new(0)), AtomicU64::new(0))
+        });
         Some(&leaf.0[i])
     }
 

@@ -8,9 +8,10 @@
 //! releases it (clean). Each holds an `Arc<Mm>`, so the mapping outlives every
 //! reference into it, even past the wasmtime store that created the memory.
 
+use crate::fast_path::Blocks;
 use crate::gup::Request;
-use crate::page_table::entry;
-use crate::primitive::Ordering;
+use crate::page_table::{entry, BLOCK_PAGES};
+use crate::primitive::{AtomicU64, Ordering};
 use crate::stats::Counter;
 use crate::{longterm, Errno, GupFlags, Mm};
 use std::sync::Arc;
@@ -22,6 +23,9 @@ struct Held {
     nr: usize,
     req: Request,
     dirty: bool,
+    /// The whole blocks held on their block words; the other pages are held
+    /// on their entries.
+    blocks: Blocks,
 }
 
 impl Held {
@@ -65,12 +69,40 @@ impl Held {
         Ok(())
     }
 
-    fn mark_dirty(&self) {
+    /// Calls `page` on the entry of every page held per page and `block` on
+    /// the block word of every block held as a block; returns how many
+    /// pages that covered.
+    fn each(&self, mut page: impl FnMut(&AtomicU64), mut block: impl FnMut(&AtomicU64)) -> u64 {
+        let table = &self.mm.table;
         let pfn = self.start >> self.mm.page_shift();
-        self.mm.table.walk(pfn, self.nr as u64, |e| {
-            e.fetch_or(entry::DIRTY, Ordering::Relaxed);
+        let end = pfn + self.nr as u64;
+        let b = self.blocks.pages();
+        let (head_end, tail_start) = if self.blocks.n == 0 {
+            (end, end)
+        } else {
+            (b.start, b.end)
+        };
+        let mut n = table.walk(pfn, head_end - pfn, |e| {
+            page(e);
             true
         });
+        for first in b.clone().step_by(BLOCK_PAGES as usize) {
+            if let Some(w) = table.block(first) {
+                block(w);
+                n += BLOCK_PAGES;
+            }
+        }
+        n + table.walk(tail_start, end - tail_start, |e| {
+            page(e);
+            true
+        })
+    }
+
+    fn mark_dirty(&self) {
+        let dirty = |e: &AtomicU64| {
+            e.fetch_or(entry::DIRTY, Ordering::Relaxed);
+        };
+        self.each(dirty, dirty);
         self.mm.stats.add(Counter::Dirtied, self.nr as u64);
     }
 }
@@ -90,10 +122,10 @@ impl Drop for Held {
         if self.dirty {
             self.mark_dirty();
         }
-        let released = mm.table.walk(pfn, self.nr as u64, |e| {
+        let release = |e: &AtomicU64| {
             e.fetch_sub(delta, Ordering::Release);
-            true
-        });
+        };
+        let released = self.each(release, release);
         debug_assert_eq!(released, self.nr as u64, "a held page lost its table entry");
         if let Some(g) = &guard {
             longterm::unlock_unused(mm, g, pfn, self.nr as u64);
@@ -183,13 +215,14 @@ pub struct PinnedPages(Held);
 pub struct GotPages(Held);
 
 impl PinnedPages {
-    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
+    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request, blocks: Blocks) -> Self {
         PinnedPages(Held {
             mm: mm.clone(),
             start,
             nr,
             req,
             dirty: false,
+            blocks,
         })
     }
 
@@ -219,13 +252,14 @@ impl PinnedPages {
 }
 
 impl GotPages {
-    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request) -> Self {
+    pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request, blocks: Blocks) -> Self {
         GotPages(Held {
             mm: mm.clone(),
             start,
             nr,
             req,
             dirty: false,
+            blocks,
         })
     }
 

@@ -607,3 +607,87 @@ fn the_types_keep_pins_and_gets_apart() {
     gup::get_user_pages(&m, 0, 1, GupFlags::empty()).unwrap().put();
     gup::pin_user_pages(&m, 0, 1, GupFlags::empty()).unwrap().unpin();
 }
+
+const BLOCK: u64 = 512;
+
+/// Issue 12.2: a call covering whole 2 MiB blocks takes one count per block;
+/// every page still reports its exact counts, discard still refuses every
+/// page a block pin covers, and partial pins mix with block pins.
+#[test]
+fn block_pins_count_once_and_stay_exact_per_page() {
+    let m = mm(3 * BLOCK + 20);
+    // From page 100: 412 per page, one block, then 100 per page.
+    let a = pin_user_pages_fast(&m, 100 * PAGE, (412 + BLOCK + 100) as usize, GupFlags::WRITE).unwrap();
+    assert_eq!(a.len() as u64, 412 + BLOCK + 100);
+    // Overlapping: two whole blocks from 0, and a short-term get on them.
+    let b = pin_user_pages_fast(&m, 0, (2 * BLOCK) as usize, GupFlags::empty()).unwrap();
+    let g = get_user_pages_fast(&m, BLOCK * PAGE, BLOCK as usize, GupFlags::empty()).unwrap();
+    for p in [0, 99, 100, 511, 512, 700, 1023, 1024, 1123, 1124, 3 * BLOCK + 19] {
+        let st = m.page_state(p * PAGE).unwrap();
+        let want_a = (100..100 + 412 + BLOCK + 100).contains(&p) as u32;
+        let want_b = (p < 2 * BLOCK) as u32;
+        assert_eq!(st.pins, want_a + want_b, "pins of page {p}");
+        assert_eq!(st.gets, (BLOCK..2 * BLOCK).contains(&p) as u32, "gets of page {p}");
+        assert_eq!(m.page_maybe_dma_pinned(p * PAGE), want_a + want_b > 0, "page {p}");
+    }
+    let s = m.stats();
+    assert_eq!(s.fast_path_pages, 412 + BLOCK + 100 + 2 * BLOCK + BLOCK);
+    assert_eq!(s.pins_outstanding(), 412 + BLOCK + 100 + 2 * BLOCK);
+    // Discard refuses any page under a block pin, and changes nothing.
+    m.write(600 * PAGE, b"keep").unwrap();
+    assert_eq!(m.discard(600 * PAGE, PAGE), Err(Errno::Busy));
+    assert_eq!(m.discard(1000 * PAGE, 100 * PAGE), Err(Errno::Busy));
+    let mut kept = [0u8; 4];
+    m.read(600 * PAGE, &mut kept).unwrap();
+    assert_eq!(&kept, b"keep");
+    drop((b, g));
+    // Released blocks: exact again, and the pages around are free to go.
+    assert_eq!(m.page_state(0).unwrap().pins, 0);
+    assert_eq!(m.page_state(600 * PAGE).unwrap().pins, 1);
+    assert_eq!(m.discard(0, 100 * PAGE), Ok(()));
+    a.unpin_dirty(true);
+    let s = m.stats();
+    assert_eq!((s.pins_outstanding(), s.gets_outstanding()), (0, 0));
+    for p in [100, 511, 512, 1023, 1024, 1123] {
+        let st = m.page_state(p * PAGE).unwrap();
+        assert!(st.dirty && st.present && st.pins == 0, "page {p}: {st:?}");
+    }
+    assert!(!m.page_state(1124 * PAGE).unwrap().dirty);
+    // A block-wide dirty mark is cleared one page at a time.
+    assert!(m.test_and_clear_dirty(600 * PAGE));
+    assert!(!m.test_and_clear_dirty(600 * PAGE));
+    assert!(m.page_state(601 * PAGE).unwrap().dirty, "its neighbours stay dirty");
+    // Discarding part of a block clears only that part's bits.
+    assert_eq!(m.discard(700 * PAGE, 10 * PAGE), Ok(()));
+    assert!(!m.page_state(705 * PAGE).unwrap().present);
+    let st = m.page_state(800 * PAGE).unwrap();
+    assert!(st.present && st.dirty, "{st:?}");
+    m.read(600 * PAGE, &mut kept).unwrap();
+    assert_eq!(&kept, b"keep");
+}
+
+/// Long-term pins and the locked path stay per page; a block pin and a
+/// long-term pin of the same page add up.
+#[test]
+fn block_pins_mix_with_longterm_and_locked_pins() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 2 * BLOCK * PAGE,
+        memlock_limit_bytes: 4 * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
+    let lt = pin_longterm_pages_fast(&m, 10 * PAGE, 2, GupFlags::WRITE).unwrap();
+    let blk = pin_user_pages_fast(&m, 0, BLOCK as usize, GupFlags::WRITE).unwrap();
+    let slow = pin_user_pages(&m, 0, BLOCK as usize, GupFlags::WRITE).unwrap();
+    let st = m.page_state(10 * PAGE).unwrap();
+    assert_eq!((st.pins, st.longterm), (3, 1));
+    assert_eq!(m.page_state(11 * PAGE).unwrap().pins, 3);
+    assert_eq!(m.page_state(12 * PAGE).unwrap().pins, 2);
+    drop(slow);
+    drop(lt);
+    assert_eq!(m.stats().locked_bytes, 0);
+    assert_eq!(m.page_state(10 * PAGE).unwrap().pins, 1);
+    drop(blk);
+    assert_eq!(m.stats().pins_outstanding(), 0);
+    assert!(!m.page_maybe_dma_pinned(10 * PAGE));
+}
