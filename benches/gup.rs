@@ -7,6 +7,11 @@
 //! - `scaling/<fn>/<threads>/<disjoint|overlap>/<pages>`: threads pinning
 //!   16- or 512-page ranges of one shared memory, lock-free fast path vs the
 //!   mutex baseline.
+//! - `fresh/<fresh|repin>_64k`: `pin_user_pages_fast` of a 64 KiB buffer
+//!   never pinned before (a new one each call) vs the same buffer again
+//!   (issue 12.1: the first pin of a fresh page costs ≤ 1.5× a re-pin).
+//! - `longterm/<pages>`: `pin_longterm_pages_fast` + unpin, the first
+//!   long-term pin of each page every time (issue 12.3).
 
 mod mutex_baseline;
 
@@ -122,5 +127,67 @@ fn scaling(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pin_unpin, scaling);
+fn fresh(c: &mut Criterion) {
+    const BUF: usize = 16; // 64 KiB
+    const BUFS: u64 = 4096; // 256 MiB of fresh buffers per memory
+    let mut g = c.benchmark_group("fresh");
+    g.throughput(Throughput::Elements(BUF as u64));
+    g.bench_function("fresh_64k", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BUFS);
+                let mm = Mm::new(MmConfig {
+                    initial_bytes: BUFS * BUF as u64 * PAGE,
+                    ..Default::default()
+                })
+                .unwrap();
+                let start = Instant::now();
+                for i in 0..n {
+                    gup::pin_user_pages_fast(&mm, i * BUF as u64 * PAGE, BUF, GupFlags::WRITE)
+                        .unwrap()
+                        .unpin();
+                }
+                total += start.elapsed();
+                left -= n;
+            }
+            total
+        })
+    });
+    let mm = present_mm(BUF as u64);
+    g.bench_function("repin_64k", |b| {
+        b.iter(|| {
+            gup::pin_user_pages_fast(&mm, 0, black_box(BUF), GupFlags::WRITE)
+                .unwrap()
+                .unpin()
+        })
+    });
+    g.finish();
+}
+
+fn longterm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("longterm");
+    g.sample_size(20);
+    for pages in [1usize, 512] {
+        let mm = Mm::new(MmConfig {
+            initial_bytes: 4 << 20,
+            memlock_limit_bytes: 4 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+        drop(gup::pin_user_pages(&mm, 0, 1024, GupFlags::WRITE).unwrap());
+        g.throughput(Throughput::Elements(pages as u64));
+        g.bench_function(BenchmarkId::new("pin_longterm_pages_fast", pages), |b| {
+            b.iter(|| {
+                gup::pin_longterm_pages_fast(&mm, 0, black_box(pages), GupFlags::WRITE)
+                    .unwrap()
+                    .unpin()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pin_unpin, scaling, fresh, longterm);
 criterion_main!(benches);

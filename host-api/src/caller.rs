@@ -35,10 +35,18 @@ pub(crate) struct Addr {
 
 impl Addr {
     /// The caller's memory, if it is a live `Mm` of a `PinMemoryCreator`.
-    pub(crate) fn memory(&self) -> Option<Arc<Mm>> {
-        (self.base != 0)
-            .then(|| PinMemoryCreator::find(self.base as *const u8))
-            .flatten()
+    /// `last` is the memory the store's previous pin resolved: the same
+    /// base means the same memory (a store's memories live as long as the
+    /// store, and `last` keeps its own mapping alive, so no other memory can
+    /// have that base), which spares the registry's lock on every call.
+    pub(crate) fn memory(&self, last: Option<&Arc<Mm>>) -> Option<Arc<Mm>> {
+        if self.base == 0 {
+            return None;
+        }
+        match last {
+            Some(mm) if mm.base() as usize == self.base => Some(mm.clone()),
+            _ => PinMemoryCreator::find(self.base as *const u8),
+        }
     }
 
     fn new(value: u64, cx: &LiftContext<'_>) -> Addr {

@@ -140,7 +140,7 @@ impl Host for PinCtxView<'_> {
 impl PinCtxView<'_> {
     /// A local pin on the calling instance's own memory, found per call.
     fn pin_caller(&mut self, kind: PinKind, start: Addr, nr: u32, flags: GupFlags) -> PinResult {
-        match start.memory() {
+        match start.memory(self.ctx.memory()) {
             Some(mm) => {
                 self.ctx.attach(mm.clone());
                 Ok(self
