@@ -1,8 +1,9 @@
-//! Guest→host call cost (issue: benchmarks, part d): a component guest pins
-//! and unpins a 64 KiB buffer through the WIT imports (`pin-user-pages-fast`,
-//! then a handle drop), against the same guest loop calling the cheapest
-//! import. Each guest `run` makes 10000 iterations; criterion reports per
-//! iteration.
+//! Guest→host call cost (issue: benchmarks, part d; issue 12.4): a component
+//! guest pins and unpins a 64 KiB buffer through the WIT imports
+//! (`pin-user-pages-fast`, then a handle drop), the same with the batched
+//! imports (16 buffers per `pin-user-pages-fast-batch` and `unpin-batch`),
+//! against the same guest loop calling the cheapest import. Each guest `run`
+//! makes 10000 pin+unpin pairs (or empty calls); criterion reports per pair.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::{MmHost, Quotas};
@@ -22,6 +23,7 @@ fn guest_calls(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10_000));
     for (name, guest) in [
         ("pin_unpin_64k", "bench_pin_loop"),
+        ("pin_unpin_64k_batched_16", "bench_pin_batch"),
         ("empty_import", "bench_empty_loop"),
     ] {
         let component =

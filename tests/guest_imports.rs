@@ -208,3 +208,26 @@ fn rust_guest_pins_checksums_and_unpins_dirty() {
     );
     assert_clean_after_drop(run);
 }
+
+/// Issue 12.4: the batched pins pin each range on the caller's memory, and
+/// `unpin-batch` releases them all.
+#[test]
+fn batched_pins_and_unpins() {
+    let run = run_component("bench_pin_batch", Quotas::default());
+    assert_eq!(run.result.as_ref().unwrap(), &Ok(()));
+    let s = run.mm.stats();
+    assert_eq!((s.foll_pin_acquired, s.foll_pin_released), (10_000 * 16, 10_000 * 16));
+    assert_eq!(run.store.data().mm.usage(), (0, 0, 0));
+    // Past the handle quota, a range is refused and the others still pin.
+    let quotas = Quotas {
+        max_pins: 8,
+        ..Default::default()
+    };
+    let run = run_component("bench_pin_batch", quotas);
+    let err = run.result.unwrap_err();
+    assert!(
+        format!("{err:?}").contains("unreachable"),
+        "the guest saw a refused range: {err:?}"
+    );
+    assert_eq!(run.mm.stats().foll_pin_acquired, 8 * 16);
+}

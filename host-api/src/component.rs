@@ -1,7 +1,7 @@
 //! The `gup` imports for component guests: the generated `Host` traits
 //! implemented on [`PinCtxView`], and their registration (`add_gup`).
 
-use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats};
+use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats, PinRange};
 use crate::caller::Addr;
 use crate::pins::{checksum, PinKind};
 use crate::view::PinCtxView;
@@ -128,6 +128,22 @@ impl Host for PinCtxView<'_> {
         Ok(self.ctx.memory().is_some_and(|mm| mm.page_maybe_dma_pinned(addr)))
     }
 
+    fn pin_user_pages_fast_batch(
+        &mut self,
+        ranges: Vec<PinRange>,
+        flags: GupFlags,
+    ) -> Result<Vec<std::result::Result<Resource<GuestPin>, Errno>>> {
+        ranges
+            .into_iter()
+            .map(|r| self.pin_own(PinKind::UserFast, r.start, r.nr_pages, flags))
+            .collect()
+    }
+
+    fn unpin_batch(&mut self, pins: Vec<Resource<GuestPin>>, dirty: bool) -> Result<()> {
+        pins.into_iter()
+            .try_for_each(|p| HostPinnedPages::unpin(self, p, dirty))
+    }
+
     fn page_size(&mut self) -> Result<u32> {
         Ok(region_page_size())
     }
@@ -153,6 +169,18 @@ impl PinCtxView<'_> {
             }
         }
     }
+}
+
+/// A `pin-range` as the batched pin lifts it: `start` with its caller's
+/// memory (see [`Addr`]).
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[allow(dead_code, reason = "built by the derived `Lift` when a guest calls")]
+#[component(record)]
+struct RangeArg {
+    #[component(name = "start")]
+    start: Addr,
+    #[component(name = "nr-pages")]
+    nr_pages: u32,
 }
 
 /// Registers `wasm-pin:mm/gup` by hand: the generated registration would
@@ -203,6 +231,24 @@ pub(crate) fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> Pin
             },
         )?;
     }
+    inst.func_wrap(
+        "pin-user-pages-fast-batch",
+        move |mut s: StoreContextMut<'_, T>, (ranges, flags): (Vec<RangeArg>, GupFlags)| {
+            let mut v = get(s.data_mut());
+            let pins = ranges
+                .into_iter()
+                .map(|r| v.pin_caller(PinKind::UserFast, r.start, r.nr_pages, flags))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((pins,))
+        },
+    )?;
+    inst.func_wrap(
+        "unpin-batch",
+        move |mut s: StoreContextMut<'_, T>, (pins, dirty): (Vec<Resource<GuestPin>>, bool)| {
+            let mut v = get(s.data_mut());
+            pins.into_iter().try_for_each(|p| v.unpin(p, dirty))
+        },
+    )?;
     inst.func_wrap(
         "open-grant",
         move |mut s: StoreContextMut<'_, T>, (name,): (String,)| Ok((Host::open_grant(&mut get(s.data_mut()), name)?,)),
