@@ -1,11 +1,15 @@
-//! wasm-pin's demo guest, an ordinary WASI program: `demo INPUT COPY`.
+//! wasm-pin's demo guest, an ordinary WASI program:
+//! `demo [--longterm] INPUT COPY`.
 //!
 //! 1. Copies INPUT to COPY zero-copy (reads and writes on the same pinned
 //!    buffers), for the host to compare with INPUT; this also warms the page
 //!    cache and the host's I/O backend for both timed passes.
-//! 2. Reads INPUT zero-copy: four long-term pinned 1 MiB buffers, four
-//!    asynchronous reads in flight (the host's io_uring or worker threads
-//!    write the file's bytes straight into this program's memory).
+//! 2. Reads INPUT zero-copy: four pinned 1 MiB buffers, four asynchronous
+//!    reads in flight (the host's io_uring or worker threads write the file's
+//!    bytes straight into this program's memory). The buffers are pinned
+//!    short-term (lock-free); with `--longterm` they are pinned long-term,
+//!    which the host may register (io_uring fixed buffers) but whose first
+//!    pin of a page must lock it resident.
 //! 3. Reads INPUT again through WASI p2's `input-stream.blocking-read`, which
 //!    copies every byte into a fresh list.
 //!
@@ -19,12 +23,16 @@ const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, input, copy] = &args[..] else {
-        eprintln!("usage: demo INPUT COPY");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let longterm = args.first().is_some_and(|a| a == "--longterm");
+    if longterm {
+        args.remove(0);
+    }
+    let [input, copy] = &args[..] else {
+        eprintln!("usage: demo [--longterm] INPUT COPY");
         std::process::exit(2);
     };
-    if let Err(e) = run(input, copy) {
+    if let Err(e) = run(input, copy, longterm) {
         eprintln!("demo: {e}");
         std::process::exit(1);
     }
@@ -81,16 +89,16 @@ fn mib_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs
 }
 
-fn run(input: &str, copy: &str) -> Result<(), Error> {
+fn run(input: &str, copy: &str, longterm: bool) -> Result<(), Error> {
     let file = File::open(input)?;
     let size = file.size()?;
-    let mut bufs = (0..DEPTH)
-        .map(|_| PinnedBuf::new_longterm(CHUNK))
-        .collect::<Result<Vec<_>, _>>()?;
+    let pin = if longterm { PinnedBuf::new_longterm } else { PinnedBuf::new };
+    let mut bufs = (0..DEPTH).map(|_| pin(CHUNK)).collect::<Result<Vec<_>, _>>()?;
     let backend = raw::zero_copy_io::io_backend();
     println!(
-        "demo: {input}, {} MiB; {DEPTH} long-term pinned {} KiB buffers, {DEPTH} reads in flight ({backend:?})",
+        "demo: {input}, {} MiB; {DEPTH} {} pinned {} KiB buffers, {DEPTH} reads in flight ({backend:?})",
         size >> 20,
+        if longterm { "long-term" } else { "short-term" },
         CHUNK >> 10
     );
 
