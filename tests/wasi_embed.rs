@@ -250,3 +250,61 @@ fn the_rust_demo_guest_runs_in_sync_and_async_embeddings() {
         assert_eq!(std::fs::read(dir.join("out.bin")).unwrap(), input, "async");
     }
 }
+
+fn check_one_call(dir: &Path, mm: &Arc<Mm>, input: &[u8]) {
+    let mut got = vec![0u8; 10000];
+    mm.read(0x10003, &mut got).unwrap();
+    assert_eq!(got, input[5..10005], "read-into an unaligned range");
+    assert_eq!(
+        std::fs::read(dir.join("out.bin")).unwrap(),
+        &input[5..10005],
+        "write-from"
+    );
+    let mut got = vec![0u8; 0x10000];
+    mm.read(0x30000, &mut got).unwrap();
+    assert_eq!(got, input[..0x10000], "submit-read-into");
+    let s = mm.stats();
+    assert_eq!(s.pins_outstanding(), 0, "every one-call pin is released: {s:?}");
+    assert!(s.fast_path_pages > 0 && s.slow_path_pages == 0, "lock-free: {s:?}");
+    // Bytes around the ranges untouched.
+    let mut guard = [9u8; 3];
+    mm.read(0x10000, &mut guard).unwrap();
+    assert_eq!(guard, [0; 3]);
+}
+
+/// Issue 13.2: one-call transfers (pinned for the transfer only), in sync
+/// and async stores, with bad ranges refused as pins refuse them.
+#[test]
+fn one_call_transfers_in_sync_and_async_stores() {
+    let input = pattern(0x20000);
+    let engine = engine();
+    let component = Component::new(&engine, wasm_pin_guests::component("one_call").unwrap()).unwrap();
+    let dir = scratch("one-call-sync");
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
+    let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+    assert_eq!(guest.call_run(&mut store).unwrap(), Ok(()));
+    check_one_call(&dir, &store.data().pins.memory().unwrap().clone(), &input);
+
+    let dir = scratch("one-call-async");
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    host_api::add_to_linker_async(&mut linker).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
+        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
+        let run = instance
+            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
+            .unwrap();
+        assert_eq!(run.call_async(&mut store, ()).await.unwrap(), (Ok(()),));
+        check_one_call(&dir, &store.data().pins.memory().unwrap().clone(), &input);
+    });
+}

@@ -22,7 +22,7 @@
 //! - [`PinCtx`] / [`PinView`] / [`PinCtxView`]: per-store state and how the
 //!   imports reach it, in the manner of `wasmtime_wasi::WasiView`.
 //! - [`add_to_linker_sync`] / [`add_to_linker_async`]: the component imports
-//!   (`wasm-pin:mm/gup`, `zero-copy-io`, `zero-copy-net`), beside
+//!   (`wasm-pin:mm/gup`, `zero-copy-io`, `one-call-io`, `zero-copy-net`), beside
 //!   `wasmtime_wasi::p2::add_to_linker_sync` / `_async` on the same linker.
 //! - [`add_to_core_linker`]: `gup` for core modules, integer ABI.
 //! - [`Quotas`]: per-guest limits on every kind of object it can hold.
@@ -111,6 +111,7 @@ pub use runtime_mm::PinMemoryCreator;
 pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
     component::add_gup(linker, T::pins)?;
     io::sync::add_zero_copy_io(linker, T::pins)?;
+    io::one_call::add_one_call_io(linker, T::pins, false)?;
     net::sync::add_zero_copy_net(linker, T::pins)
 }
 
@@ -124,5 +125,6 @@ pub fn add_to_linker_async<T: PinView + 'static>(linker: &mut Linker<T>) -> Resu
     use bindings::wasm_pin::mm::{zero_copy_io, zero_copy_net};
     component::add_gup(linker, T::pins)?;
     zero_copy_io::add_to_linker::<T, HasPin>(linker, T::pins)?;
+    io::one_call::add_one_call_io(linker, T::pins, true)?;
     zero_copy_net::add_to_linker::<T, HasPin>(linker, T::pins)
 }

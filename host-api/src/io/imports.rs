@@ -204,6 +204,16 @@ impl PinCtxView<'_> {
     ) -> std::result::Result<Resource<GuestTicket>, E> {
         self.ctx.admit(Kind::Ticket)?;
         let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        self.start_ticket(t, read, at)
+    }
+
+    /// Starts `t` on the backend and gives the guest its ticket.
+    pub(crate) fn start_ticket(
+        &mut self,
+        t: Transfer,
+        read: bool,
+        at: u64,
+    ) -> std::result::Result<Resource<GuestTicket>, E> {
         let done = Arc::new(Completion::default());
         let id = self.start(t, read, at, &done)?;
         self.push(Kind::Ticket, GuestTicket { id, done }).inspect_err(|_| {
@@ -227,6 +237,18 @@ impl PinCtxView<'_> {
         at: u64,
     ) -> std::result::Result<(Arc<Completion>, Option<Op>), E> {
         let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        self.begin_transfer(t, read, at)
+    }
+
+    /// Starts `t` on the backend for a caller that awaits it; the op back
+    /// to run on a blocking thread if the backend's queue is full.
+    pub(crate) fn begin_transfer(
+        &mut self,
+        t: Transfer,
+        read: bool,
+        at: u64,
+    ) -> std::result::Result<(Arc<Completion>, Option<Op>), E> {
+        let len = t.len;
         let done = Arc::new(Completion::default());
         let spare = Op {
             read,

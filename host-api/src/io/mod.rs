@@ -25,6 +25,7 @@
 mod descriptor;
 pub mod direct;
 mod imports;
+pub(crate) mod one_call;
 pub(crate) mod sync;
 mod threads;
 #[cfg(target_os = "linux")]

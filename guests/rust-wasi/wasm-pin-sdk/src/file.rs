@@ -96,6 +96,22 @@ impl File {
         Ok(zio::write_at(&self.fd, buf.pin(), off, len, at)? as usize)
     }
 
+    /// Reads up to `buf.len()` bytes at file offset `at` straight into any
+    /// slice of this program's memory (no `PinnedBuf` needed): the host pins
+    /// the slice's pages for the call only (`one-call-io`). Returns the bytes
+    /// read.
+    pub fn read_into(&self, buf: &mut [u8], at: u64) -> Result<usize, Error> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::Pin(crate::bindings::wasm_pin::mm::gup::Errno::Inval))?;
+        Ok(crate::bindings::wasm_pin::mm::one_call_io::read_into(&self.fd, buf.as_mut_ptr() as u64, len, at)? as usize)
+    }
+
+    /// Writes `buf` at file offset `at` straight from this program's memory
+    /// (pinned for the call only). Returns the bytes written.
+    pub fn write_from(&self, buf: &[u8], at: u64) -> Result<usize, Error> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::Pin(crate::bindings::wasm_pin::mm::gup::Errno::Inval))?;
+        Ok(crate::bindings::wasm_pin::mm::one_call_io::write_from(&self.fd, buf.as_ptr() as u64, len, at)? as usize)
+    }
+
     /// Starts reading into `buf[range]` from file offset `at`; the program
     /// goes on meanwhile. `buf` stays borrowed until the [`Ticket`] is
     /// waited for or dropped, so nothing reads bytes the host is writing.

@@ -6,7 +6,9 @@
 //! `open-at` under the host's preopens): [`File::read_at`] and
 //! [`File::write_at`] move bytes between the file and a pinned buffer with no
 //! copy across the boundary, and [`File::submit_read_at`] starts a read that
-//! runs while the program goes on. No `unsafe` and no alignment in guest code.
+//! runs while the program goes on. [`File::read_into`] and
+//! [`File::write_from`] do the same on any slice, pinned for the call only.
+//! No `unsafe` and no alignment in guest code.
 //!
 //! ```no_run
 //! use wasm_pin_sdk::{File, PinnedBuf};
@@ -53,6 +55,7 @@ mod bindings {
                 import wasi:filesystem/types@0.2.12;
                 import wasm-pin:mm/gup@0.1.0;
                 import wasm-pin:mm/zero-copy-io@0.1.0;
+                import wasm-pin:mm/one-call-io@0.1.0;
             }",
         path: "../../../wit",
         generate_all,

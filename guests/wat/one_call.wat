@@ -1,0 +1,66 @@
+;; One-call transfers: `input.bin` opened with WASI; read-into an unaligned
+;; range (10000 bytes at 0x10003 from file offset 5), write-from that range
+;; to `out.bin`, a ticketed read-into at 0x30000, and bad ranges: past the
+;; memory (fault, index 1) and overflowing (inval, index 0). Returns through
+;; `run`'s result; traps at the first failed check.
+(module
+  (import "wasi:filesystem/preopens@0.2.12" "get-directories" (func $dirs (param i32)))
+  (import "wasi:filesystem/types@0.2.12" "[method]descriptor.open-at"
+    (func $open_at (param i32 i32 i32 i32 i32 i32 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "read-into" (func $read_into (param i32 i64 i32 i64 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "write-from" (func $write_from (param i32 i64 i32 i64 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "submit-read-into" (func $submit (param i32 i64 i32 i64 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "[method]io-ticket.wait" (func $wait (param i32 i32 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "[resource-drop]io-ticket" (func $drop_ticket (param i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 0x1000))
+  (data (i32.const 0x20) "input.bin")
+  (data (i32.const 0x30) "out.bin")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func $check (param i32) (if (i32.eqz (local.get 0)) (then unreachable)))
+  ;; result<u32, errno> at 0x110: ok with `n`?
+  (func $ok (param $n i32)
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (call $check (i32.eq (i32.load (i32.const 0x114)) (local.get $n))))
+  (func $err (param $e i32)
+    (call $check (i32.eq (i32.load8_u (i32.const 0x110)) (i32.const 1)))
+    (call $check (i32.eq (i32.load8_u (i32.const 0x114)) (local.get $e))))
+  (func $open (param $path i32) (param $len i32) (param $oflags i32) (param $dflags i32) (result i32)
+    (call $open_at (i32.load (i32.load (i32.const 0x100))) (i32.const 1) (local.get $path) (local.get $len)
+      (local.get $oflags) (local.get $dflags) (i32.const 0x108))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x108))))
+    (i32.load (i32.const 0x10c)))
+  (func (export "run") (result i32)
+    (local $in i32) (local $out i32) (local $t i32)
+    (call $dirs (i32.const 0x100))
+    (local.set $in (call $open (i32.const 0x20) (i32.const 9) (i32.const 0) (i32.const 1)))
+    ;; out.bin: create (1) + truncate (8), write (2).
+    (local.set $out (call $open (i32.const 0x30) (i32.const 7) (i32.const 9) (i32.const 2)))
+    (call $read_into (local.get $in) (i64.const 0x10003) (i32.const 10000) (i64.const 5) (i32.const 0x110))
+    (call $ok (i32.const 10000))
+    (call $write_from (local.get $out) (i64.const 0x10003) (i32.const 10000) (i64.const 0) (i32.const 0x110))
+    (call $ok (i32.const 10000))
+    ;; Ticketed: 64 KiB at 0x30000 from offset 0.
+    (call $submit (local.get $in) (i64.const 0x30000) (i32.const 0x10000) (i64.const 0) (i32.const 0x110))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (local.set $t (i32.load (i32.const 0x114)))
+    (call $wait (local.get $t) (i32.const 10000) (i32.const 0x120))
+    (call $check (i32.eq (i32.load8_u (i32.const 0x120)) (i32.const 1)))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x124))))
+    (call $check (i32.eq (i32.load (i32.const 0x128)) (i32.const 0x10000)))
+    (call $drop_ticket (local.get $t))
+    ;; Past the memory (4 pages = 0x40000): fault; overflowing: inval.
+    (call $read_into (local.get $in) (i64.const 0x3ff00) (i32.const 0x200) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 1))
+    (call $read_into (local.get $in) (i64.const -16) (i32.const 0x100) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 0))
+    ;; Writing into a read-only descriptor: badf (index 8).
+    (call $write_from (local.get $in) (i64.const 0x10003) (i32.const 10) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 8))
+    (i32.const 0x200))
+)
