@@ -28,7 +28,10 @@
 //! - [`gup`]: the seed's nine entry points and their contracts.
 //! - [`PinnedPages`] / [`GotPages`]: what they return, and how it is released.
 //! - [`MmStats`]: counters (`nr_foll_pin_acquired`/`released` and more).
-//! - [`PinMemoryCreator`]: wasmtime glue (feature `wasmtime`, on by default).
+//! - `pool`: [`MemoryPool`], slots reserved once and reused; a slot under
+//!   pins is quarantined until the last one goes.
+//! - [`PinMemoryCreator`]: wasmtime glue (feature `wasmtime`, on by default),
+//!   on demand or pooled ([`PinMemoryCreator::pooled`]).
 //!
 //! ```
 //! use runtime_mm::{gup, GupFlags, Mm, MmConfig};
@@ -56,6 +59,7 @@ pub mod longterm;
 mod mm;
 pub mod page_table;
 mod pinned;
+pub mod pool;
 mod primitive;
 pub mod slow_path;
 mod stats;
@@ -66,6 +70,7 @@ pub use errno::Errno;
 pub use flags::GupFlags;
 pub use mm::{Mm, MmConfig, PageState};
 pub use pinned::{GotPages, PinnedPages};
+pub use pool::{MemoryPool, PoolConfig, PoolError, PoolStats};
 pub use stats::MmStats;
 #[cfg(feature = "wasmtime")]
 pub use wasmtime_glue::PinMemoryCreator;

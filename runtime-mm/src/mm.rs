@@ -5,6 +5,12 @@
 //! (read-write, zero-filled by the OS) and fails cleanly past the reservation
 //! or the maximum. The page table tracks, per host page, whether the page is
 //! faulted in and which references it holds; see [`crate::page_table`].
+//!
+//! The range is either the `Mm`'s own mapping ([`Mm::new`], unmapped when
+//! the `Mm` drops) or a slot of a [`MemoryPool`](crate::MemoryPool), which
+//! the pool reset for this tenant and resets again when the `Mm` drops (see
+//! [`crate::pool`]). Either way it is released only with the last `Arc<Mm>`,
+//! hence after the last pin.
 
 use crate::page_table::{entry, PageTable, BLOCK_PAGES};
 use crate::primitive::{AtomicU64, Mutex, MutexGuard, Ordering};
@@ -45,15 +51,24 @@ impl Default for MmConfig {
     }
 }
 
-/// The reserved mapping. Unmapped when the last `Arc<Mm>` drops, which is
+/// The reserved range. Released when the last `Arc<Mm>` drops, which is
 /// after the last pin (every pin holds an `Arc<Mm>`).
 struct Reservation {
     base: NonNull<u8>,
-    _alloc: region::Allocation,
+    owner: Owner,
 }
 
-// SAFETY: the allocation is a plain anonymous mapping owned by this value; it
-// has no thread affinity and is unmapped once, by `Drop`.
+/// Who owns the reserved range, and what its release does.
+enum Owner {
+    /// Reserved by [`Mm::new`]: unmapped on drop.
+    Mapping { _alloc: region::Allocation },
+    /// A pool slot: reset and handed back to its pool on drop.
+    Slot(crate::pool::Lease),
+}
+
+// SAFETY: the range is a plain anonymous mapping (our own, or a pool slot
+// leased to us alone); it has no thread affinity and is released once, by
+// `Drop`.
 unsafe impl Send for Reservation {}
 // SAFETY: `&Reservation` only exposes the base address; accesses to the memory
 // behind it follow the `Mm` rules.
@@ -103,13 +118,46 @@ impl Mm {
     /// Errors: `Inval` if `initial_bytes` exceeds `maximum_bytes`; `NoMem` if
     /// it exceeds the reservation or the host refuses the mapping.
     pub fn new(config: MmConfig) -> Result<Arc<Mm>, Errno> {
-        let page = region::page::size() as u64;
+        let (reserved, total) = Self::sizes(&config)?;
+        let total = usize::try_from(total).map_err(|_| Errno::NoMem)?;
+        let mut alloc = region::alloc(total, region::Protection::NONE).map_err(|_| Errno::NoMem)?;
+        let base = NonNull::new(alloc.as_mut_ptr::<u8>()).ok_or(Errno::NoMem)?;
+        let owner = Owner::Mapping { _alloc: alloc };
+        Self::build(&config, reserved, Reservation { base, owner }, 0)
+    }
+
+    /// An `Mm` on a pool slot (see [`crate::pool`]): `config` sized to fit
+    /// the slot, whose first `committed` bytes the pool left read-write and
+    /// zeroed and the rest of which (with the guard) is inaccessible.
+    pub(crate) fn in_slot(config: &MmConfig, lease: crate::pool::Lease, committed: u64) -> Result<Arc<Mm>, Errno> {
+        let (reserved, _) = Self::sizes(config)?;
+        let base = lease.base();
+        Self::build(
+            config,
+            reserved,
+            Reservation {
+                base,
+                owner: Owner::Slot(lease),
+            },
+            committed,
+        )
+    }
+
+    /// The pool slot under this memory, if it has one.
+    pub(crate) fn lease(&self) -> Option<&crate::pool::Lease> {
+        match &self.reservation.owner {
+            Owner::Slot(lease) => Some(lease),
+            Owner::Mapping { .. } => None,
+        }
+    }
+
+    /// Checks `config`; returns the reservation and reservation + guard, in
+    /// bytes rounded up to host pages.
+    pub(crate) fn sizes(config: &MmConfig) -> Result<(u64, u64), Errno> {
+        let page = Self::host_page_size();
         let round = |b: u64| b.checked_next_multiple_of(page).ok_or(Errno::NoMem);
         let reserved = round(config.reservation_bytes.max(page))?;
-        let total = reserved
-            .checked_add(round(config.guard_bytes)?)
-            .and_then(|t| usize::try_from(t).ok())
-            .ok_or(Errno::NoMem)?;
+        let total = reserved.checked_add(round(config.guard_bytes)?).ok_or(Errno::NoMem)?;
         let limit = config.maximum_bytes.unwrap_or(u64::MAX).min(reserved);
         if config.initial_bytes > config.maximum_bytes.unwrap_or(u64::MAX) {
             return Err(Errno::Inval);
@@ -117,15 +165,18 @@ impl Mm {
         if config.initial_bytes > limit {
             return Err(Errno::NoMem);
         }
-        let mut alloc = region::alloc(total, region::Protection::NONE).map_err(|_| Errno::NoMem)?;
-        let base = NonNull::new(alloc.as_mut_ptr::<u8>()).ok_or(Errno::NoMem)?;
+        Ok((reserved, total))
+    }
+
+    fn build(config: &MmConfig, reserved: u64, reservation: Reservation, committed: u64) -> Result<Arc<Mm>, Errno> {
+        let page = Self::host_page_size();
         let mm = Mm {
-            reservation: Reservation { base, _alloc: alloc },
+            reservation,
             page_shift: page.trailing_zeros(),
-            limit,
+            limit: config.maximum_bytes.unwrap_or(u64::MAX).min(reserved),
             len: AtomicU64::new(0),
             table: PageTable::new(reserved / page),
-            lock: Mutex::new(Inner { committed: 0 }),
+            lock: Mutex::new(Inner { committed }),
             locked_bytes: AtomicU64::new(0),
             memlock_limit: config.memlock_limit_bytes,
             stats: Stats::new(),
@@ -427,6 +478,19 @@ fn freeze(w: &AtomicU64) -> Result<(), Errno> {
 /// taker's Acquire CAS, which then sees the discard's zeros).
 fn thaw(w: &AtomicU64, clear: u64) {
     w.fetch_and(!(entry::FROZEN | clear), Ordering::Release);
+}
+
+impl Drop for Mm {
+    fn drop(&mut self) {
+        // The last reference is gone: no pin, no get and no long-term lock
+        // remain (each held an `Arc<Mm>`). A pool slot learns how far it was
+        // committed; the reservation, dropped right after, resets it.
+        let committed = self.lock().committed;
+        debug_assert_eq!(self.locked_bytes.load(Ordering::Relaxed), 0, "memlock charge leaked");
+        if let Owner::Slot(lease) = &mut self.reservation.owner {
+            lease.set_committed(committed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Mm {

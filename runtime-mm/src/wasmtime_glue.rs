@@ -8,6 +8,19 @@
 //! memories made by `Memory::new` / `SharedMemory::new` on the host bypass
 //! creators and are not `Mm`s.
 //!
+//! Two modes:
+//! - **on demand** ([`PinMemoryCreator::new`]): each memory reserves and
+//!   unmaps its own address space, like wasmtime's default allocator;
+//! - **pooled** ([`PinMemoryCreator::pooled`]): memories live on the slots
+//!   of a [`MemoryPool`], reserved once and reset for reuse, with a slot
+//!   quarantined while pins outlive its memory (see [`crate::pool`]). This is
+//!   the production mode: wasmtime's own pooling allocator
+//!   (`InstanceAllocationStrategy::Pooling`) ignores `with_host_memory` in
+//!   wasmtime 48, so it cannot be combined with any creator.
+//!   [`PinMemoryCreator::check`] (or [`PinMemoryCreator::build_engine`])
+//!   refuses such an engine with an error naming the cause and the fix;
+//!   `install` cannot, as the strategy may be set after it.
+//!
 //! Finding the `Mm` of an instance:
 //! - core modules: [`PinMemoryCreator::mm_of_memory`] (by the memory's base
 //!   address, which never moves);
@@ -17,20 +30,24 @@
 //!   synchronously on the instantiating thread), so concurrent instantiations
 //!   on other threads are never mixed up.
 
-use crate::{Mm, MmConfig};
+use crate::{MemoryPool, Mm, MmConfig, PoolConfig, PoolError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use wasmtime::{AsContext, Config, LinearMemory, Memory, MemoryCreator, MemoryType, SharedMemory};
+use wasmtime::{
+    AsContext, Config, Engine, Instance, LinearMemory, Memory, MemoryCreator, MemoryType, Module, SharedMemory, Store,
+};
 
-/// Creates every wasm-defined linear memory of an engine as an [`Mm`].
+/// Creates every wasm-defined linear memory of an engine as an [`Mm`], on
+/// demand or on the slots of a [`MemoryPool`].
 #[derive(Debug)]
 pub struct PinMemoryCreator {
     id: usize,
     memlock_limit_bytes: u64,
     registry: Arc<Registry>,
     created: AtomicUsize,
+    pool: Option<Arc<MemoryPool>>,
 }
 
 /// Live memories by base address.
@@ -63,16 +80,61 @@ impl PinMemoryCreator {
     /// A creator whose memories each get `bytes` of memlock limit for
     /// long-term pins.
     pub fn with_memlock_limit(bytes: u64) -> Arc<Self> {
+        Self::build(bytes, None)
+    }
+
+    /// A pooled creator: every memory lives on a slot of a new
+    /// [`MemoryPool`] (reserved now, once), is reset when its last reference
+    /// goes, and a memory dropped under pins keeps its slot quarantined until
+    /// they are released. More memories alive at once than `config.slots` is
+    /// an instantiation error. Errors: the pool's reservation failed.
+    ///
+    /// Use it with wasmtime's default on-demand instance allocator, not its
+    /// pooling allocator (which would bypass it; see [`check`](Self::check)).
+    ///
+    /// ```
+    /// use runtime_mm::{PinMemoryCreator, PoolConfig};
+    ///
+    /// let creator = PinMemoryCreator::pooled(PoolConfig { slots: 8, max_memory_bytes: 64 << 20, ..Default::default() })?;
+    /// let engine = creator.build_engine(&mut wasmtime::Config::new())?;
+    /// let module = wasmtime::Module::new(&engine, r#"(module (memory (export "memory") 1))"#)?;
+    /// let mut store = wasmtime::Store::new(&engine, ());
+    /// let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
+    /// let memory = instance.get_memory(&mut store, "memory").unwrap();
+    /// assert!(creator.mm_of_memory(&store, &memory).is_some());
+    /// assert_eq!(creator.pool().unwrap().stats().live, 1);
+    /// drop(store);
+    /// assert_eq!(creator.pool().unwrap().stats().free, 8);
+    /// # Ok::<(), wasmtime::Error>(())
+    /// ```
+    pub fn pooled(config: PoolConfig) -> Result<Arc<Self>, PoolError> {
+        Ok(Self::build(config.memlock_limit_bytes, Some(MemoryPool::new(config)?)))
+    }
+
+    fn build(memlock_limit_bytes: u64, pool: Option<Arc<MemoryPool>>) -> Arc<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         Arc::new(PinMemoryCreator {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            memlock_limit_bytes: bytes,
+            memlock_limit_bytes,
             registry: Arc::new(Mutex::new(HashMap::new())),
             created: AtomicUsize::new(0),
+            pool,
         })
     }
 
-    /// Installs this creator in `config` with the settings it needs.
+    /// The pool of a pooled creator.
+    pub fn pool(&self) -> Option<&Arc<MemoryPool>> {
+        self.pool.as_ref()
+    }
+
+    /// Installs this creator in `config` with the settings it needs; a
+    /// pooled creator also sets `memory_reservation` and `memory_guard_size`
+    /// to its slots', so that compiled code assumes no more address space
+    /// than a slot has.
+    ///
+    /// It cannot see an allocation strategy set later: check the engine with
+    /// [`check`](Self::check), or build it with
+    /// [`build_engine`](Self::build_engine), which does both.
     ///
     /// ```
     /// let creator = runtime_mm::PinMemoryCreator::new();
@@ -82,7 +144,60 @@ impl PinMemoryCreator {
     /// # let _ = engine;
     /// ```
     pub fn install<'c>(self: &Arc<Self>, config: &'c mut Config) -> &'c mut Config {
-        config.with_host_memory(self.clone()).memory_init_cow(false)
+        config.with_host_memory(self.clone()).memory_init_cow(false);
+        if let Some(pool) = &self.pool {
+            config
+                .memory_reservation(pool.config().max_memory_bytes)
+                .memory_guard_size(pool.config().guard_bytes);
+        }
+        config
+    }
+
+    /// Installs this creator in `config`, builds the engine and
+    /// [`check`](Self::check)s it.
+    pub fn build_engine(self: &Arc<Self>, config: &mut Config) -> wasmtime::Result<Engine> {
+        let engine = Engine::new(self.install(config))?;
+        self.check(&engine)?;
+        Ok(engine)
+    }
+
+    /// Fails, naming the cause and the fix, unless `engine`'s wasm memories
+    /// are made by this creator: the engine must not use wasmtime's pooling
+    /// allocator ([`check_allocator`](Self::check_allocator)), and a probe
+    /// memory instantiated on it must come from this creator (it was
+    /// installed, and no other `with_host_memory` replaced it). The probe
+    /// compiles and instantiates a one-memory module (no code) once.
+    pub fn check(&self, engine: &Engine) -> wasmtime::Result<()> {
+        Self::check_allocator(engine)?;
+        // (module (memory 0)), in binary: no `wat` needed.
+        const PROBE: &[u8] = &[0, b'a', b's', b'm', 1, 0, 0, 0, 5, 3, 1, 0, 0];
+        let module =
+            Module::new(engine, PROBE).map_err(|e| e.context("PinMemoryCreator::check: compiling the probe module"))?;
+        let mut store = Store::new(engine, ());
+        let (made, mms) = self.capture(|| Instance::new(&mut store, &module, &[]).map(drop));
+        made.map_err(|e| e.context("PinMemoryCreator::check: instantiating the probe memory"))?;
+        if mms.is_empty() {
+            wasmtime::bail!(
+                "this engine's linear memories are not made by this PinMemoryCreator, so they are not pinnable:                  call creator.install(&mut config) before Engine::new(&config), and no Config::with_host_memory                  after it (it replaces the creator)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Fails if `engine` uses wasmtime's pooling allocator
+    /// (`InstanceAllocationStrategy::Pooling`), which in wasmtime 48 ignores
+    /// `Config::with_host_memory`: no memory would be an `Mm`, and every pin
+    /// would fail. The error names the fix: the default on-demand strategy
+    /// with [`PinMemoryCreator::pooled`].
+    pub fn check_allocator(engine: &Engine) -> wasmtime::Result<()> {
+        if engine.pooling_allocator_metrics().is_some() {
+            wasmtime::bail!(
+                "this engine uses wasmtime's pooling allocator (InstanceAllocationStrategy::Pooling), which in                  wasmtime 48 ignores Config::with_host_memory: its linear memories are not pinnable Mm's, so every                  pin would fail. Keep the default on-demand strategy (Config::allocation_strategy(\
+                 InstanceAllocationStrategy::OnDemand)) and pool the memories with PinMemoryCreator::pooled(\
+                 PoolConfig {{ .. }}) instead"
+            );
+        }
+        Ok(())
     }
 
     /// The live `Mm` whose base is `base`, if this creator made it and its
@@ -176,6 +291,8 @@ unsafe impl LinearMemory for MmMemory {
 
 impl Drop for MmMemory {
     fn drop(&mut self) {
+        // Registry entries first: after them, nothing can make a new
+        // reference from a weak one (which `note_released` relies on).
         let key = self.mm.base() as usize;
         let forget = |reg: &Registry| {
             let mut reg = lock(reg);
@@ -190,12 +307,18 @@ impl Drop for MmMemory {
             forget(&registry);
         }
         forget(&ALL);
+        // A pooled memory still referenced (pins, I/O, a `PinCtx`) keeps its
+        // slot quarantined; otherwise our `Arc`, dropped next, resets it.
+        if let Some(lease) = self.mm.lease() {
+            lease.pool().note_released(&self.mm);
+        }
     }
 }
 
 // SAFETY: every memory returned is an `MmMemory`, whose contract is stated on
 // its `LinearMemory` impl: it reserves `reserved + guard` bytes (never fewer
-// than wasmtime asked for), zero-fills, and never moves its base.
+// than wasmtime asked for: a pool slot too small is refused), zero-fills (a
+// reused slot is reset first), and never moves its base.
 unsafe impl MemoryCreator for PinMemoryCreator {
     fn new_memory(
         &self,
@@ -206,13 +329,18 @@ unsafe impl MemoryCreator for PinMemoryCreator {
         guard_size_in_bytes: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
         let reservation = reserved_size_in_bytes.or(maximum).unwrap_or(minimum).max(minimum);
-        let mm = Mm::new(MmConfig {
-            initial_bytes: minimum as u64,
-            maximum_bytes: maximum.map(|m| m as u64),
-            reservation_bytes: reservation as u64,
-            guard_bytes: guard_size_in_bytes as u64,
-            memlock_limit_bytes: self.memlock_limit_bytes,
-        })
+        let (initial, max) = (minimum as u64, maximum.map(|m| m as u64));
+        let mm = match &self.pool {
+            None => Mm::new(MmConfig {
+                initial_bytes: initial,
+                maximum_bytes: max,
+                reservation_bytes: reservation as u64,
+                guard_bytes: guard_size_in_bytes as u64,
+                memlock_limit_bytes: self.memlock_limit_bytes,
+            })
+            .map_err(PoolError::Mm),
+            Some(pool) => pool.alloc_reserved(initial, max, reservation as u64, guard_size_in_bytes as u64),
+        }
         .map_err(|e| format!("cannot create linear memory of {minimum} bytes: {e}"))?;
         self.created.fetch_add(1, Ordering::Relaxed);
         lock(&self.registry).insert(mm.base() as usize, Arc::downgrade(&mm));
