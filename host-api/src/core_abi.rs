@@ -142,12 +142,14 @@ pub fn add_to_core_linker<T: PinView + 'static>(linker: &mut Linker<T>, creator:
 }
 
 /// [`add_to_core_linker`] with an explicit getter of the pin view, for store
-/// data that does not implement [`PinView`].
+/// data that does not implement [`PinView`]. Both fail on an engine with
+/// wasmtime's pooling allocator ([`PinMemoryCreator::check_allocator`]).
 pub fn add_to_core_linker_with<T: 'static>(
     linker: &mut Linker<T>,
     creator: &Arc<PinMemoryCreator>,
     get: fn(&mut T) -> PinCtxView<'_>,
 ) -> Result<()> {
+    PinMemoryCreator::check_allocator(linker.engine())?;
     let local = [
         ("pin-user-pages", PinKind::User),
         ("pin-user-pages-fast", PinKind::UserFast),

@@ -108,7 +108,12 @@ pub use runtime_mm::PinMemoryCreator;
 /// Adds the pin imports (`wasm-pin:mm/gup`, `zero-copy-io`, `zero-copy-net`)
 /// for a **synchronous** store, beside `wasmtime_wasi::p2::add_to_linker_sync`:
 /// transfers and waits run on the calling thread, as WASI's sync calls do.
+///
+/// Fails if the linker's engine uses wasmtime's pooling allocator, on which
+/// no memory is pinnable ([`PinMemoryCreator::check_allocator`]; pool with
+/// [`PinMemoryCreator::pooled`] instead).
 pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    PinMemoryCreator::check_allocator(linker.engine())?;
     component::add_gup(linker, T::pins)?;
     io::sync::add_zero_copy_io(linker, T::pins)?;
     io::one_call::add_one_call_io(linker, T::pins, false)?;
@@ -120,9 +125,11 @@ pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Resul
 /// `wasmtime_wasi::p2::add_to_linker_async`. No call blocks an executor
 /// thread on I/O: a transfer runs on the io_uring or worker-thread backend
 /// (or a blocking thread) and completes a future the store awaits; it works
-/// on a current-thread tokio runtime.
+/// on a current-thread tokio runtime. Fails on an engine with wasmtime's
+/// pooling allocator, as [`add_to_linker_sync`] does.
 pub fn add_to_linker_async<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
     use bindings::wasm_pin::mm::{zero_copy_io, zero_copy_net};
+    PinMemoryCreator::check_allocator(linker.engine())?;
     component::add_gup(linker, T::pins)?;
     zero_copy_io::add_to_linker::<T, HasPin>(linker, T::pins)?;
     io::one_call::add_one_call_io(linker, T::pins, true)?;
