@@ -2,8 +2,9 @@
 //! on a file the host writes, then the host's checks and summary.
 
 use crate::{command, Preopen, RunArgs};
-use runtime_mm::MmStats;
+use runtime_mm::{MemoryPool, MmStats};
 use std::path::Path;
+use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -63,8 +64,9 @@ fn print_stats(s: &MmStats) {
 }
 
 /// Writes the input, runs the demo guest on it, checks the guest's
-/// zero-copy copy, and prints the summary.
-pub fn run(engine: &Engine, o: &RunArgs) -> wasmtime::Result<()> {
+/// zero-copy copy, and prints the summary (with `pool`, also how the guest's
+/// slot was held and reset).
+pub fn run(engine: &Engine, pool: Option<&Arc<MemoryPool>>, o: &RunArgs) -> wasmtime::Result<()> {
     let Some(bytes) = wasm_pin_guests::wasi_command("demo") else {
         wasmtime::bail!(
             "the demo guest is not built: run `./demo.sh` (or `guests/rust/build.sh`, which installs \\
@@ -93,6 +95,7 @@ pub fn run(engine: &Engine, o: &RunArgs) -> wasmtime::Result<()> {
         envs: Vec::new(),
         backend: o.backend,
         mib: o.mib,
+        pooled: o.pooled,
         component_and_args: Vec::new(),
     };
     let guest_args = vec!["/data/input.bin".to_string(), "/data/copy.bin".to_string()];
@@ -123,6 +126,20 @@ pub fn run(engine: &Engine, o: &RunArgs) -> wasmtime::Result<()> {
     }
     if stats.pins_outstanding() != 0 || stats.locked_bytes != 0 {
         wasmtime::bail!("pins outlived the store");
+    }
+    if let Some(pool) = pool {
+        // The host still holds the guest's memory (`pins`, `mm`): its slot
+        // waits in quarantine, and is reset once they go.
+        let held = pool.stats();
+        drop((mm, pins));
+        let after = pool.stats();
+        println!(
+            "  pool:   {} slots; {} quarantined while the host held the guest's memory, then reset: {} free, {} resets",
+            after.slots, held.quarantined, after.free, after.resets
+        );
+        if held.quarantined == 0 || after.free != after.slots {
+            wasmtime::bail!("the pool did not quarantine and then reset the guest's slot");
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ mod demo;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use host_api::BackendKind;
-use runtime_mm::PinMemoryCreator;
+use runtime_mm::{PinMemoryCreator, PoolConfig};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Size of the built-in demo's input file, in MiB (demo only).
     #[arg(long, value_name = "N", default_value_t = 256, conflicts_with = "component_and_args")]
     pub mib: u64,
+
+    /// Put guest memories on a pool of slots reserved once and reused (PinMemoryCreator::pooled).
+    #[arg(long)]
+    pub pooled: bool,
 
     /// The component to run, then its arguments (argv[0] is its file name); none: the built-in demo.
     #[arg(value_names = ["COMPONENT", "ARGS"], trailing_var_arg = true)]
@@ -117,15 +121,27 @@ impl From<Backend> for BackendKind {
     }
 }
 
-/// An engine whose every memory is a pinnable `Mm`.
-fn engine() -> wasmtime::Result<(Engine, Arc<PinMemoryCreator>)> {
-    let creator = PinMemoryCreator::new();
+/// Slots of `--pooled`: one command runs at a time, with a memory per
+/// (sub-)component; the rest is address space only.
+const POOL_SLOTS: u32 = 64;
+
+/// An engine whose every memory is a pinnable `Mm`: on demand, or on a pool
+/// (`--pooled`).
+fn engine(pooled: bool) -> wasmtime::Result<(Engine, Arc<PinMemoryCreator>)> {
+    let creator = if pooled {
+        PinMemoryCreator::pooled(PoolConfig {
+            slots: POOL_SLOTS,
+            ..PoolConfig::default()
+        })?
+    } else {
+        PinMemoryCreator::new()
+    };
     let mut config = Config::new();
-    creator.install(&mut config);
     // Synchronous guests: skip component-model-async's per-call task
     // bookkeeping (it more than doubles the cost of an import call).
     config.concurrency_support(false);
-    Ok((Engine::new(&config)?, creator))
+    let engine = creator.build_engine(&mut config)?;
+    Ok((engine, creator))
 }
 
 /// Reads `path` and compiles it as a component; says what it is otherwise.
@@ -196,9 +212,9 @@ fn check_dirs(dirs: &[Preopen]) -> wasmtime::Result<()> {
 /// `wasm-pin run`: the exit code, or an error to print.
 fn run(args: RunArgs) -> wasmtime::Result<ExitCode> {
     check_dirs(&args.dirs)?;
-    let (engine, _creator) = engine()?;
+    let (engine, creator) = engine(args.pooled)?;
     let Some((path, rest)) = args.component_and_args.split_first() else {
-        demo::run(&engine, &args)?;
+        demo::run(&engine, creator.pool(), &args)?;
         return Ok(ExitCode::SUCCESS);
     };
     let path = Path::new(path);

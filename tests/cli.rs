@@ -51,6 +51,7 @@ fn help_lists_every_option_on_one_line() {
         "--env <NAME[=VAL]>",
         "--backend <BACKEND>",
         "--mib <N>",
+        "--pooled",
         "--help",
     ] {
         let line = help
@@ -239,14 +240,17 @@ fn wat_commands_exit_codes_and_traps_match_wasmtime_wasi() {
     ];
     for (file, wat, want) in cases {
         std::fs::write(dir.join(file), &wat).unwrap();
-        let out = wasm_pin(&dir, &["run", file, "ignored", "--flag"], &[]);
-        let err = text(&out.stderr);
-        assert_eq!(code(&out), want, "{file}: {err}");
-        assert_eq!(text(&out.stdout), "", "{file}");
-        if want == 134 {
-            assert!(err.contains("unreachable"), "{file}: {err}");
-        } else {
-            assert_eq!(err, "", "{file}");
+        // On demand and on the pool (`--pooled`), the same outcome.
+        for mode in [&["run"][..], &["run", "--pooled"]] {
+            let out = wasm_pin(&dir, &[mode, &[file, "ignored", "--flag"]].concat(), &[]);
+            let err = text(&out.stderr);
+            assert_eq!(code(&out), want, "{file} {mode:?}: {err}");
+            assert_eq!(text(&out.stdout), "", "{file}");
+            if want == 134 {
+                assert!(err.contains("unreachable"), "{file}: {err}");
+            } else {
+                assert_eq!(err, "", "{file}");
+            }
         }
         let (reference, _, _) = reference_run(wat.as_bytes(), &[file, "ignored", "--flag"], &[], None);
         assert_eq!(reference, want, "{file}: in-process wasmtime-wasi");
@@ -450,6 +454,29 @@ fn the_demo_guest_runs_as_a_command_and_as_the_builtin_demo() {
     assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("identical") && stdout.contains("balanced"), "{stdout}");
     assert!(stdout.contains("ratio:"), "{stdout}");
+    // The same on the pool: the guest's slot is held while the host holds
+    // its memory, then reset.
+    let out = wasm_pin(
+        &dir,
+        &[
+            "run",
+            "--pooled",
+            "--dir",
+            dir_arg,
+            "--mib",
+            "1",
+            "--backend",
+            "threads",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("identical") && stdout.contains("balanced"), "{stdout}");
+    assert!(
+        stdout.contains("pool:   64 slots; 1 quarantined while the host held the guest's memory, then reset: 64 free"),
+        "{stdout}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -458,17 +485,19 @@ fn a_command_gets_the_pin_imports_on_its_own_memory() {
     let Some(bytes) = rust_command("pin-probe") else { return };
     let dir = scratch("pin-probe");
     std::fs::write(dir.join("pin-probe.wasm"), bytes).unwrap();
-    let out = wasm_pin(&dir, &["run", "pin-probe.wasm"], &[]);
-    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    let hash = host_api::fnv1a(&(0u8..16).collect::<Vec<_>>());
-    assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(
-        lines[0].starts_with("pinned 2 pages of ") && lines[0].ends_with(" bytes at the buffer: true"),
-        "{stdout}"
-    );
-    assert_eq!(lines[1], format!("checksum {hash:#010x}"));
-    assert_eq!(lines[2], "pins acquired 2, released 2");
+    for mode in [&["run"][..], &["run", "--pooled"]] {
+        let out = wasm_pin(&dir, &[mode, &["pin-probe.wasm"]].concat(), &[]);
+        assert_eq!(code(&out), 0, "{mode:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let hash = host_api::fnv1a(&(0u8..16).collect::<Vec<_>>());
+        assert_eq!(lines.len(), 3, "{stdout}");
+        assert!(
+            lines[0].starts_with("pinned 2 pages of ") && lines[0].ends_with(" bytes at the buffer: true"),
+            "{stdout}"
+        );
+        assert_eq!(lines[1], format!("checksum {hash:#010x}"));
+        assert_eq!(lines[2], "pins acquired 2, released 2");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,7 +51,7 @@
 //!   amortizes the pool's lock, not system calls (Linux has no vectored
 //!   `MADV_DONTNEED`).
 //!
-//! Invariants, each checked by `runtime-mm/tests/pool.rs`:
+//! Invariants (`docs/SAFETY.md` section 7 lists the tests that check them):
 //! - P1 a slot belongs to at most one `Mm`, and is reset before its next
 //!   tenant; a tenant reads only zeros (and its own data segments);
 //! - P2 no page under a pin, a get or I/O in flight is ever reset,
@@ -60,7 +60,10 @@
 //!   when the previous tenant had grown further;
 //! - P4 page table and memlock charge start empty for every tenant, and the
 //!   process's locked memory returns to what it was;
-//! - P5 `free + live + quarantined + pending == slots` under the pool's lock.
+//! - P5 a full pool is an error at once, never a wait, and a memory needing
+//!   more address space than a slot is refused.
+//!
+//! Under the lock, `free + live + quarantined + pending == slots`.
 
 use crate::primitive::{Mutex, MutexGuard};
 use crate::{Errno, Mm, MmConfig};

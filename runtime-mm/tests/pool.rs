@@ -5,12 +5,9 @@
 //! `tests/pool.rs`).
 
 use runtime_mm::gup::{self, pin_longterm_pages, pin_user_pages};
-use runtime_mm::{
-    Errno, GupFlags, MemoryPool, Mm, MmStats, PageState, PinMemoryCreator, PoolConfig, PoolError, PoolStats,
-};
-use std::sync::{Arc, Mutex};
+use runtime_mm::{Errno, GupFlags, MemoryPool, Mm, MmStats, PageState, PoolConfig, PoolError, PoolStats};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use wasmtime::{Config, Engine, Instance, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -281,9 +278,15 @@ fn a_full_batch_is_decommitted_when_no_slot_is_free() {
     }
 }
 
-// ---- the pooled creator under wasmtime ----
+/// The pooled creator under wasmtime.
+#[cfg(feature = "wasmtime")]
+mod creator {
+    use super::*;
+    use runtime_mm::PinMemoryCreator;
+    use std::sync::Arc;
+    use wasmtime::{Config, Engine, Instance, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store};
 
-const CORE: &str = r#"
+    const CORE: &str = r#"
 (module
   (memory (export "memory") 1 16)
   (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
@@ -299,246 +302,247 @@ const CORE: &str = r#"
     (local.get $dirty)))
 "#;
 
-fn pooled_engine(config: PoolConfig) -> (Engine, Arc<PinMemoryCreator>) {
-    let creator = PinMemoryCreator::pooled(config).unwrap();
-    let mut c = Config::new();
-    c.wasm_threads(true).shared_memory(true);
-    let engine = creator.build_engine(&mut c).unwrap();
-    (engine, creator)
-}
-
-struct Tenant {
-    store: Store<()>,
-    instance: Instance,
-    mm: Arc<Mm>,
-}
-
-fn instantiate(engine: &Engine, creator: &PinMemoryCreator, module: &Module) -> wasmtime::Result<Tenant> {
-    let mut store = Store::new(engine, ());
-    let instance = Instance::new(&mut store, module, &[])?;
-    let memory = instance.get_memory(&mut store, "memory").unwrap();
-    let mm = creator.mm_of_memory(&store, &memory).expect("memory is an Mm");
-    Ok(Tenant { store, instance, mm })
-}
-
-impl Tenant {
-    fn call(&mut self, name: &str, args: &[i32]) -> i32 {
-        let f = self.instance.get_func(&mut self.store, name).unwrap();
-        let params: Vec<wasmtime::Val> = args.iter().map(|&a| a.into()).collect();
-        let mut out = [wasmtime::Val::I32(0)];
-        let n = f.ty(&self.store).results().len();
-        f.call(&mut self.store, &params, &mut out[..n]).unwrap();
-        out[0].unwrap_i32()
+    fn pooled_engine(config: PoolConfig) -> (Engine, Arc<PinMemoryCreator>) {
+        let creator = PinMemoryCreator::pooled(config).unwrap();
+        let mut c = Config::new();
+        c.wasm_threads(true).shared_memory(true);
+        let engine = creator.build_engine(&mut c).unwrap();
+        (engine, creator)
     }
-}
 
-#[test]
-fn a_store_dropped_under_a_longterm_pin_keeps_its_slot_quarantined() {
-    let _g = mlock_guard();
-    let (engine, creator) = pooled_engine(small(2));
-    let pool = creator.pool().unwrap().clone();
-    let module = Module::new(&engine, CORE).unwrap();
-
-    let mut a = instantiate(&engine, &creator, &module).unwrap();
-    for (i, b) in b"guest data".iter().enumerate() {
-        a.call("store", &[i as i32, i32::from(*b)]);
+    struct Tenant {
+        store: Store<()>,
+        instance: Instance,
+        mm: Arc<Mm>,
     }
-    let base_a = a.mm.base();
-    let pin = pin_longterm_pages(&a.mm, 0, 1, GupFlags::WRITE).unwrap();
-    drop(a); // the store, its instance and memory, and our Arc
-    let s = pool.stats();
-    assert_eq!((s.quarantined, s.live, s.free), (1, 0, 1), "{s:?}");
 
-    // The quarantined slot is handed to no new instance.
-    let mut b = instantiate(&engine, &creator, &module).unwrap();
-    assert_ne!(b.mm.base(), base_a);
-    assert_eq!(b.call("check_and_fill", &[1]), 0, "a fresh tenant reads zeros");
-    let err = instantiate(&engine, &creator, &module).err().expect("no slot left");
-    let msg = format!("{err:?}");
-    assert!(
-        msg.contains("all 2 slots") && msg.contains("1 quarantined"),
-        "a clear instantiation error: {msg}"
-    );
-    // The bytes under the pin are the guest's, intact.
-    let mut buf = [0u8; 10];
-    pin.read(0, &mut buf).unwrap();
-    assert_eq!(&buf, b"guest data");
-    assert!(pin.mm().page_maybe_dma_pinned(0));
+    fn instantiate(engine: &Engine, creator: &PinMemoryCreator, module: &Module) -> wasmtime::Result<Tenant> {
+        let mut store = Store::new(engine, ());
+        let instance = Instance::new(&mut store, module, &[])?;
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        let mm = creator.mm_of_memory(&store, &memory).expect("memory is an Mm");
+        Ok(Tenant { store, instance, mm })
+    }
 
-    // Dropping B frees B's slot, not A's.
-    let base_b = b.mm.base();
-    drop(b);
-    let c = instantiate(&engine, &creator, &module).unwrap();
-    assert_eq!(c.mm.base(), base_b);
+    impl Tenant {
+        fn call(&mut self, name: &str, args: &[i32]) -> i32 {
+            let f = self.instance.get_func(&mut self.store, name).unwrap();
+            let params: Vec<wasmtime::Val> = args.iter().map(|&a| a.into()).collect();
+            let mut out = [wasmtime::Val::I32(0)];
+            let n = f.ty(&self.store).results().len();
+            f.call(&mut self.store, &params, &mut out[..n]).unwrap();
+            out[0].unwrap_i32()
+        }
+    }
 
-    // The pin's release resets A's slot, which the next instance gets.
-    drop(pin);
-    assert_eq!(pool.stats().quarantined, 0);
-    let mut d = instantiate(&engine, &creator, &module).unwrap();
-    assert_eq!(d.mm.base(), base_a);
-    assert_eq!(d.call("load", &[0]), 0, "the guest's bytes are gone");
-    assert_eq!(d.call("check_and_fill", &[2]), 0);
-    drop((c, d));
-    let s = pool.stats();
-    assert_eq!((s.free, s.live, s.quarantined), (2, 0, 0), "{s:?}");
-    assert_eq!(creator.live_memories(), 0);
-}
-
-#[test]
-fn exhaustion_is_an_instantiation_error_not_a_hang() {
-    let (engine, creator) = pooled_engine(small(1));
-    let module = Module::new(&engine, CORE).unwrap();
-    let held = instantiate(&engine, &creator, &module).unwrap();
-    let started = Instant::now();
-    let err = instantiate(&engine, &creator, &module).err().expect("one slot");
-    assert!(started.elapsed() < Duration::from_secs(1));
-    let msg = format!("{err:?}");
-    assert!(
-        msg.contains("maximum concurrent memories reached") && msg.contains("1 live"),
-        "{msg}"
-    );
-    assert_eq!(creator.pool().unwrap().stats().refused, 1);
-    drop(held);
-    instantiate(&engine, &creator, &module).expect("the slot came back");
-}
-
-#[test]
-fn misconfiguration_is_caught_with_the_cause_and_the_fix() {
-    // wasmtime's pooling allocator bypasses any creator.
-    let wasmtime_pool = || {
-        let mut p = PoolingAllocationConfig::default();
-        p.total_memories(4)
-            .total_core_instances(4)
-            .total_component_instances(4)
-            .max_memory_size(MIB as usize);
-        InstanceAllocationStrategy::Pooling(p)
-    };
-    for creator in [PinMemoryCreator::new(), PinMemoryCreator::pooled(small(2)).unwrap()] {
-        // Strategy set after install: install cannot see it, check does.
-        let mut config = Config::new();
-        config.memory_reservation(MIB).memory_guard_size(64 * KIB);
-        creator.install(&mut config);
-        config.allocation_strategy(wasmtime_pool());
-        let engine = Engine::new(&config).unwrap();
-        let err = creator.check(&engine).unwrap_err().to_string();
-        assert!(
-            err.contains("pooling allocator") && err.contains("PinMemoryCreator::pooled"),
-            "names the cause and the fix: {err}"
-        );
-        // Set before: build_engine refuses it.
-        let mut config = Config::new();
-        config
-            .memory_reservation(MIB)
-            .memory_guard_size(64 * KIB)
-            .allocation_strategy(wasmtime_pool());
-        let err = creator.build_engine(&mut config).unwrap_err().to_string();
-        assert!(err.contains("InstanceAllocationStrategy::Pooling"), "{err}");
-        // The memories really are wasmtime's there: no pin could work.
+    #[test]
+    fn a_store_dropped_under_a_longterm_pin_keeps_its_slot_quarantined() {
+        let _g = mlock_guard();
+        let (engine, creator) = pooled_engine(small(2));
+        let pool = creator.pool().unwrap().clone();
         let module = Module::new(&engine, CORE).unwrap();
+
+        let mut a = instantiate(&engine, &creator, &module).unwrap();
+        for (i, b) in b"guest data".iter().enumerate() {
+            a.call("store", &[i as i32, i32::from(*b)]);
+        }
+        let base_a = a.mm.base();
+        let pin = pin_longterm_pages(&a.mm, 0, 1, GupFlags::WRITE).unwrap();
+        drop(a); // the store, its instance and memory, and our Arc
+        let s = pool.stats();
+        assert_eq!((s.quarantined, s.live, s.free), (1, 0, 1), "{s:?}");
+
+        // The quarantined slot is handed to no new instance.
+        let mut b = instantiate(&engine, &creator, &module).unwrap();
+        assert_ne!(b.mm.base(), base_a);
+        assert_eq!(b.call("check_and_fill", &[1]), 0, "a fresh tenant reads zeros");
+        let err = instantiate(&engine, &creator, &module).err().expect("no slot left");
+        let msg = format!("{err:?}");
+        assert!(
+            msg.contains("all 2 slots") && msg.contains("1 quarantined"),
+            "a clear instantiation error: {msg}"
+        );
+        // The bytes under the pin are the guest's, intact.
+        let mut buf = [0u8; 10];
+        pin.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"guest data");
+        assert!(pin.mm().page_maybe_dma_pinned(0));
+
+        // Dropping B frees B's slot, not A's.
+        let base_b = b.mm.base();
+        drop(b);
+        let c = instantiate(&engine, &creator, &module).unwrap();
+        assert_eq!(c.mm.base(), base_b);
+
+        // The pin's release resets A's slot, which the next instance gets.
+        drop(pin);
+        assert_eq!(pool.stats().quarantined, 0);
+        let mut d = instantiate(&engine, &creator, &module).unwrap();
+        assert_eq!(d.mm.base(), base_a);
+        assert_eq!(d.call("load", &[0]), 0, "the guest's bytes are gone");
+        assert_eq!(d.call("check_and_fill", &[2]), 0);
+        drop((c, d));
+        let s = pool.stats();
+        assert_eq!((s.free, s.live, s.quarantined), (2, 0, 0), "{s:?}");
+        assert_eq!(creator.live_memories(), 0);
+    }
+
+    #[test]
+    fn exhaustion_is_an_instantiation_error_not_a_hang() {
+        let (engine, creator) = pooled_engine(small(1));
+        let module = Module::new(&engine, CORE).unwrap();
+        let held = instantiate(&engine, &creator, &module).unwrap();
+        let started = Instant::now();
+        let err = instantiate(&engine, &creator, &module).err().expect("one slot");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let msg = format!("{err:?}");
+        assert!(
+            msg.contains("maximum concurrent memories reached") && msg.contains("1 live"),
+            "{msg}"
+        );
+        assert_eq!(creator.pool().unwrap().stats().refused, 1);
+        drop(held);
+        instantiate(&engine, &creator, &module).expect("the slot came back");
+    }
+
+    #[test]
+    fn misconfiguration_is_caught_with_the_cause_and_the_fix() {
+        // wasmtime's pooling allocator bypasses any creator.
+        let wasmtime_pool = || {
+            let mut p = PoolingAllocationConfig::default();
+            p.total_memories(4)
+                .total_core_instances(4)
+                .total_component_instances(4)
+                .max_memory_size(MIB as usize);
+            InstanceAllocationStrategy::Pooling(p)
+        };
+        for creator in [PinMemoryCreator::new(), PinMemoryCreator::pooled(small(2)).unwrap()] {
+            // Strategy set after install: install cannot see it, check does.
+            let mut config = Config::new();
+            config.memory_reservation(MIB).memory_guard_size(64 * KIB);
+            creator.install(&mut config);
+            config.allocation_strategy(wasmtime_pool());
+            let engine = Engine::new(&config).unwrap();
+            let err = creator.check(&engine).unwrap_err().to_string();
+            assert!(
+                err.contains("pooling allocator") && err.contains("PinMemoryCreator::pooled"),
+                "names the cause and the fix: {err}"
+            );
+            // Set before: build_engine refuses it.
+            let mut config = Config::new();
+            config
+                .memory_reservation(MIB)
+                .memory_guard_size(64 * KIB)
+                .allocation_strategy(wasmtime_pool());
+            let err = creator.build_engine(&mut config).unwrap_err().to_string();
+            assert!(err.contains("InstanceAllocationStrategy::Pooling"), "{err}");
+            // The memories really are wasmtime's there: no pin could work.
+            let module = Module::new(&engine, CORE).unwrap();
+            let mut store = Store::new(&engine, ());
+            let instance = Instance::new(&mut store, &module, &[]).unwrap();
+            let memory = instance.get_memory(&mut store, "memory").unwrap();
+            assert!(creator.mm_of_memory(&store, &memory).is_none());
+        }
+
+        // Not installed, or replaced by another creator.
+        let creator = PinMemoryCreator::pooled(small(2)).unwrap();
+        let err = creator.check(&Engine::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("not made by this PinMemoryCreator") && err.contains("install"),
+            "{err}"
+        );
+        let mut config = Config::new();
+        creator.install(&mut config);
+        PinMemoryCreator::new().install(&mut config);
+        let err = creator.check(&Engine::new(&config).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("not made by this PinMemoryCreator"), "{err}");
+
+        // Slots smaller than what the engine's code assumes: refused, not unsound.
+        let mut config = Config::new();
+        creator.install(&mut config);
+        config.memory_reservation(4 * MIB);
+        let err = creator.check(&Engine::new(&config).unwrap()).unwrap_err();
+        let err = format!("{err:?}");
+        assert!(
+            err.contains("does not fit a pool slot") && err.contains("memory_reservation"),
+            "{err}"
+        );
+
+        // Right: the probe's memory came and went.
+        let (engine, creator) = pooled_engine(small(2));
+        creator.check(&engine).unwrap();
+        let s = creator.pool().unwrap().stats();
+        assert_eq!((s.free, s.allocated), (2, 2), "{s:?}");
+    }
+
+    #[test]
+    fn shared_memories_live_on_the_pool() {
+        let (engine, creator) = pooled_engine(small(2));
+        let pool = creator.pool().unwrap().clone();
+        let module = Module::new(
+            &engine,
+            r#"(module (memory (export "memory") 1 8 shared)
+             (func (export "load") (param i32) (result i32) (i32.atomic.load (local.get 0))))"#,
+        )
+        .unwrap();
         let mut store = Store::new(&engine, ());
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
-        let memory = instance.get_memory(&mut store, "memory").unwrap();
-        assert!(creator.mm_of_memory(&store, &memory).is_none());
+        let shared = instance.get_shared_memory(&mut store, "memory").unwrap();
+        let mm = creator.mm_of_shared_memory(&shared).expect("an Mm");
+        assert_eq!(pool.stats().live, 1);
+        shared.grow(2).unwrap();
+        assert_eq!(mm.len(), 3 * 64 * KIB);
+        mm.write(2 * 64 * KIB, &7u32.to_le_bytes()).unwrap();
+        let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+        assert_eq!(load.call(&mut store, 2 * 64 * 1024).unwrap(), 7);
+        let base = mm.base();
+        drop((store, mm));
+        assert_eq!(pool.stats().live, 1, "the shared memory outlives the store");
+        drop(shared);
+        let s = pool.stats();
+        assert_eq!((s.live, s.free), (0, 2), "{s:?}");
+        let mut t = instantiate(&engine, &creator, &Module::new(&engine, CORE).unwrap()).unwrap();
+        assert_eq!(t.mm.base(), base);
+        assert_eq!(t.call("check_and_fill", &[3]), 0);
     }
 
-    // Not installed, or replaced by another creator.
-    let creator = PinMemoryCreator::pooled(small(2)).unwrap();
-    let err = creator.check(&Engine::default()).unwrap_err().to_string();
-    assert!(
-        err.contains("not made by this PinMemoryCreator") && err.contains("install"),
-        "{err}"
-    );
-    let mut config = Config::new();
-    creator.install(&mut config);
-    PinMemoryCreator::new().install(&mut config);
-    let err = creator.check(&Engine::new(&config).unwrap()).unwrap_err().to_string();
-    assert!(err.contains("not made by this PinMemoryCreator"), "{err}");
-
-    // Slots smaller than what the engine's code assumes: refused, not unsound.
-    let mut config = Config::new();
-    creator.install(&mut config);
-    config.memory_reservation(4 * MIB);
-    let err = creator.check(&Engine::new(&config).unwrap()).unwrap_err();
-    let err = format!("{err:?}");
-    assert!(
-        err.contains("does not fit a pool slot") && err.contains("memory_reservation"),
-        "{err}"
-    );
-
-    // Right: the probe's memory came and went.
-    let (engine, creator) = pooled_engine(small(2));
-    creator.check(&engine).unwrap();
-    let s = creator.pool().unwrap().stats();
-    assert_eq!((s.free, s.allocated), (2, 2), "{s:?}");
-}
-
-#[test]
-fn shared_memories_live_on_the_pool() {
-    let (engine, creator) = pooled_engine(small(2));
-    let pool = creator.pool().unwrap().clone();
-    let module = Module::new(
-        &engine,
-        r#"(module (memory (export "memory") 1 8 shared)
-             (func (export "load") (param i32) (result i32) (i32.atomic.load (local.get 0))))"#,
-    )
-    .unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let shared = instance.get_shared_memory(&mut store, "memory").unwrap();
-    let mm = creator.mm_of_shared_memory(&shared).expect("an Mm");
-    assert_eq!(pool.stats().live, 1);
-    shared.grow(2).unwrap();
-    assert_eq!(mm.len(), 3 * 64 * KIB);
-    mm.write(2 * 64 * KIB, &7u32.to_le_bytes()).unwrap();
-    let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
-    assert_eq!(load.call(&mut store, 2 * 64 * 1024).unwrap(), 7);
-    let base = mm.base();
-    drop((store, mm));
-    assert_eq!(pool.stats().live, 1, "the shared memory outlives the store");
-    drop(shared);
-    let s = pool.stats();
-    assert_eq!((s.live, s.free), (0, 2), "{s:?}");
-    let mut t = instantiate(&engine, &creator, &Module::new(&engine, CORE).unwrap()).unwrap();
-    assert_eq!(t.mm.base(), base);
-    assert_eq!(t.call("check_and_fill", &[3]), 0);
-}
-
-#[test]
-fn concurrent_tenants_never_share_a_slot_or_see_each_other() {
-    let _g = mlock_guard();
-    const THREADS: usize = 4;
-    // A live and a quarantined memory per thread at most.
-    let (engine, creator) = pooled_engine(small(2 * THREADS as u32));
-    let module = Module::new(&engine, CORE).unwrap();
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let (engine, creator, module) = (&engine, &creator, &module);
-            s.spawn(move || {
-                for i in 0..60 {
-                    let tag = (t * 60 + i) as i32 % 255 + 1;
-                    let mut x = instantiate(engine, creator, module).unwrap();
-                    assert_eq!(x.call("check_and_fill", &[tag]), 0, "thread {t} iteration {i}");
-                    if i % 3 == 0 {
-                        // Quarantine: the slot goes to no other thread meanwhile.
-                        let flags = GupFlags::empty();
-                        let pin = if i % 2 == 0 {
-                            pin_longterm_pages(&x.mm, 0, 16, flags)
-                        } else {
-                            pin_user_pages(&x.mm, 0, 16, flags)
+    #[test]
+    fn concurrent_tenants_never_share_a_slot_or_see_each_other() {
+        let _g = mlock_guard();
+        const THREADS: usize = 4;
+        // A live and a quarantined memory per thread at most.
+        let (engine, creator) = pooled_engine(small(2 * THREADS as u32));
+        let module = Module::new(&engine, CORE).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (engine, creator, module) = (&engine, &creator, &module);
+                s.spawn(move || {
+                    for i in 0..60 {
+                        let tag = (t * 60 + i) as i32 % 255 + 1;
+                        let mut x = instantiate(engine, creator, module).unwrap();
+                        assert_eq!(x.call("check_and_fill", &[tag]), 0, "thread {t} iteration {i}");
+                        if i % 3 == 0 {
+                            // Quarantine: the slot goes to no other thread meanwhile.
+                            let flags = GupFlags::empty();
+                            let pin = if i % 2 == 0 {
+                                pin_longterm_pages(&x.mm, 0, 16, flags)
+                            } else {
+                                pin_user_pages(&x.mm, 0, 16, flags)
+                            }
+                            .unwrap();
+                            drop(x);
+                            std::thread::yield_now();
+                            let mut buf = vec![0u8; 64 << 10];
+                            pin.read(0, &mut buf).unwrap();
+                            assert!(buf.iter().all(|&b| b == tag as u8), "thread {t}: another tenant wrote");
                         }
-                        .unwrap();
-                        drop(x);
-                        std::thread::yield_now();
-                        let mut buf = vec![0u8; 64 << 10];
-                        pin.read(0, &mut buf).unwrap();
-                        assert!(buf.iter().all(|&b| b == tag as u8), "thread {t}: another tenant wrote");
                     }
-                }
-            });
-        }
-    });
-    let s = creator.pool().unwrap().stats();
-    assert_eq!((s.live, s.quarantined, s.free), (0, 0, 2 * THREADS as u32), "{s:?}");
-    assert_eq!(s.allocated, s.resets);
-    assert_eq!(s.refused, 0);
+                });
+            }
+        });
+        let s = creator.pool().unwrap().stats();
+        assert_eq!((s.live, s.quarantined, s.free), (0, 0, 2 * THREADS as u32), "{s:?}");
+        assert_eq!(s.allocated, s.resets);
+        assert_eq!(s.refused, 0);
+    }
 }

@@ -3,15 +3,19 @@
 //! sit beside published kernel numbers.
 //!
 //! ```text
-//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w]
+//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [--pooled]
 //! ```
 //! `-a` pin_user_pages_fast, `-b` pin_user_pages, `-L` pin_longterm_pages,
 //! `-u` get_user_pages_fast (default); `-n` pages per call (default 1, -1 =
 //! the whole region); `-w` asks for write access. Each thread takes and then
 //! releases the whole region once per repeat and prints, like the kernel tool,
 //! `<CMD>: Time: get:<µs> put:<µs> us`.
+//!
+//! `--pooled` puts the region on a one-slot [`MemoryPool`] instead of its own
+//! mapping, and at the end also times the slot's reset (the region is then
+//! released, zeroed and decommitted) as `POOL_RESET: Time: <µs> us`.
 
-use runtime_mm::{gup, GotPages, GupFlags, Mm, MmConfig, PinnedPages};
+use runtime_mm::{gup, GotPages, GupFlags, MemoryPool, Mm, MmConfig, PinnedPages, PoolConfig};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
@@ -41,9 +45,10 @@ struct Opts {
     threads: usize,
     cmd: Cmd,
     write: bool,
+    pooled: bool,
 }
 
-const USAGE: &str = "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w]";
+const USAGE: &str = "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [--pooled]";
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
@@ -53,6 +58,7 @@ fn parse() -> Result<Opts, String> {
         threads: 1,
         cmd: Cmd::GupFast,
         write: false,
+        pooled: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -71,6 +77,7 @@ fn parse() -> Result<Opts, String> {
             "-L" => o.cmd = Cmd::PinLongterm,
             "-u" => o.cmd = Cmd::GupFast,
             "-w" => o.write = true,
+            "--pooled" => o.pooled = true,
             _ => return Err(USAGE.into()),
         }
     }
@@ -104,15 +111,29 @@ fn main() {
         }
     };
     let size = o.mb << 20;
-    let mm = Mm::new(MmConfig {
-        initial_bytes: size,
-        reservation_bytes: size,
-        guard_bytes: 0,
-        // Long-term pins lock the whole region (per thread it is the same pages).
-        memlock_limit_bytes: size,
-        ..Default::default()
-    })
-    .expect("reserving the region");
+    // Long-term pins lock the whole region (per thread it is the same pages).
+    let pool = o.pooled.then(|| {
+        MemoryPool::new(PoolConfig {
+            slots: 1,
+            max_memory_bytes: size,
+            guard_bytes: 0,
+            keep_resident_bytes: 0,
+            memlock_limit_bytes: size,
+            decommit_batch_size: 1,
+        })
+        .expect("reserving the pool")
+    });
+    let mm = match &pool {
+        Some(pool) => pool.alloc(size, None).expect("a slot for the region"),
+        None => Mm::new(MmConfig {
+            initial_bytes: size,
+            reservation_bytes: size,
+            guard_bytes: 0,
+            memlock_limit_bytes: size,
+            ..Default::default()
+        })
+        .expect("reserving the region"),
+    };
     let page = mm.page_size();
     let pages = (size / page) as usize;
     let per_call = if o.per_call < 0 {
@@ -159,4 +180,12 @@ fn main() {
     }
     let s = mm.stats();
     assert_eq!((s.pins_outstanding(), s.gets_outstanding(), s.locked_bytes), (0, 0, 0));
+    if let Some(pool) = pool {
+        // The last reference: the slot is reset (all of it decommitted) now.
+        let start = Instant::now();
+        pool.release(mm);
+        println!("POOL_RESET: Time: {} us", start.elapsed().as_micros());
+        let s = pool.stats();
+        assert_eq!((s.free, s.resets), (1, 1), "{s:?}");
+    }
 }
