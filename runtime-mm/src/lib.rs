@@ -5,8 +5,8 @@
 //!            wasmtime::Config::with_host_memory
 //!                          │
 //!                 PinMemoryCreator ──(registry, capture)──► Arc<Mm>
-//!                          │ creates
-//!                          ▼
+//!                          │ creates: own mapping, or a MemoryPool slot
+//!                          ▼ (reset, or quarantined, when the last Arc<Mm> goes)
 //!     gup::pin_*/get_*  ──► Mm ◄── grow_to / read / write / discard
 //!        │      │           │
 //!        │      │           ├── PageTable (one AtomicU64 per host page)
@@ -20,7 +20,7 @@
 //! ```
 //!
 //! - [`Mm`]: one address space = one linear memory; reserves its whole range
-//!   up front, commits as it grows, never moves.
+//!   up front (or takes a pool slot), commits as it grows, never moves.
 //! - `page_table`: the per-page entry format and the on-demand radix tree.
 //! - `fast_path`: the lock-free walk of `*_fast` calls, and its protocol.
 //! - `slow_path`: the locked path that faults pages in.

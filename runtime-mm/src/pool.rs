@@ -512,6 +512,7 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// The pool the slot belongs to.
+    #[cfg(feature = "wasmtime")]
     pub(crate) fn pool(&self) -> &Arc<MemoryPool> {
         &self.pool
     }
