@@ -315,8 +315,10 @@ impl MemoryPool {
     }
 
     fn slot_base(&self, slot: u32) -> *mut u8 {
-        // SAFETY (of the arithmetic): slot < slots, so the offset lies inside
-        // the pool's mapping.
+        debug_assert!(slot < self.config.slots);
+        // SAFETY (of the arithmetic): slot < slots (every index comes from the
+        // free list, filled with 0..slots), so the offset lies inside the
+        // pool's mapping.
         unsafe { self.base.as_ptr().add((u64::from(slot) * self.stride) as usize) }
     }
 
