@@ -69,7 +69,7 @@ fn print_stats(s: &MmStats) {
 pub fn run(engine: &Engine, pool: Option<&Arc<MemoryPool>>, o: &RunArgs) -> wasmtime::Result<()> {
     let Some(bytes) = wasm_pin_guests::wasi_command("demo") else {
         wasmtime::bail!(
-            "the demo guest is not built: run `./demo.sh` (or `guests/rust/build.sh`, which installs \\
+            "the demo guest is not built: run `./demo.sh` (or `guests/rust/build.sh`, which installs \
              Debian's rustc-web for the wasm32 guests, then this command again)"
         );
     };

@@ -166,8 +166,8 @@ impl PinCtx {
     pub(crate) fn warn_no_memory(&self) {
         if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "wasm-pin: the calling instance's memory was not made by a PinMemoryCreator \\
-                 (install one with PinMemoryCreator::install; wasmtime's pooling allocator \\
+                "wasm-pin: the calling instance's memory was not made by a PinMemoryCreator \
+                 (install one with PinMemoryCreator::install; wasmtime's pooling allocator \
                  bypasses it): pins return opnotsupp"
             );
         }
