@@ -715,7 +715,9 @@ fn a_guest_trap_with_io_in_flight_leaves_the_host_clean() {
         let err = guest.call_run(&mut store).expect_err("the guest traps");
         assert!(format!("{err:?}").contains("unreachable"), "{err:?}");
         let mm = store.data().pins.memory().expect("the guest pinned").clone();
-        assert!(mm.stats().pins_outstanding() > 0, "reads still in flight at the trap");
+        // Four reads were started; some may still be in flight (a race the
+        // test does not need to win: the drop must be clean either way).
+        assert_eq!(store.data().pins.io_counts().submitted, 4, "{backend:?}");
         drop(store);
         let s = mm.stats();
         assert_eq!((s.pins_outstanding(), s.locked_bytes), (0, 0), "{backend:?}: {s:?}");
