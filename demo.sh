@@ -5,5 +5,6 @@
 # `wasm-pin run`, e.g. `./demo.sh --backend threads --mib 64`.
 set -euo pipefail
 cd "$(dirname "$0")"
+echo "demo.sh: building the guests (the first run installs Debian's rustc-web: a few minutes)" >&2
 guests/rust/build.sh >/dev/null
 exec cargo run --release -- run "$@"
