@@ -220,5 +220,14 @@ mod tests {
         assert_eq!(io(23), Errno::NFile);
         assert_eq!(io(18), Errno::Acces);
         assert_eq!(io(7), Errno::Io); // E2BIG: no closer value
+
+        // Errors without an OS code map by kind.
+        let kind = |k| Errno::from_io(&std::io::Error::from(k));
+        use std::io::ErrorKind as K;
+        assert_eq!(kind(K::NotFound), Errno::NoEnt);
+        assert_eq!(kind(K::PermissionDenied), Errno::Acces);
+        assert_eq!(kind(K::TimedOut), Errno::TimedOut);
+        assert_eq!(kind(K::WouldBlock), Errno::Again);
+        assert_eq!(kind(K::Other), Errno::Io);
     }
 }

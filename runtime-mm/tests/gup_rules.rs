@@ -691,3 +691,23 @@ fn block_pins_mix_with_longterm_and_locked_pins() {
     assert_eq!(m.stats().pins_outstanding(), 0);
     assert!(!m.page_maybe_dma_pinned(10 * PAGE));
 }
+
+/// Long-term pins never take the block path, even over whole blocks: their
+/// first take of a page must lock it resident and charge it (found by
+/// mutation testing: a block-path long-term pin would skip the lock).
+#[test]
+fn longterm_fast_pins_over_whole_blocks_are_locked_and_charged() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 2 * BLOCK * PAGE,
+        memlock_limit_bytes: 2 * BLOCK * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
+    let lt = pin_longterm_pages_fast(&m, 0, (2 * BLOCK) as usize, GupFlags::WRITE).unwrap();
+    let s = m.stats();
+    assert_eq!(s.locked_bytes, 2 * BLOCK * PAGE);
+    assert_eq!((s.fast_path_pages, s.slow_path_pages), (0, 2 * BLOCK));
+    assert_eq!(m.page_state(700 * PAGE).unwrap().longterm, 1);
+    drop(lt);
+    assert_eq!(m.stats().locked_bytes, 0);
+}
