@@ -711,3 +711,36 @@ fn longterm_fast_pins_over_whole_blocks_are_locked_and_charged() {
     drop(lt);
     assert_eq!(m.stats().locked_bytes, 0);
 }
+
+/// A fast call whose head pages stop early (a full counter) takes a prefix
+/// only: it never skips ahead to whole blocks past the stop (found by
+/// mutation testing).
+#[test]
+fn a_fast_call_stopped_in_its_head_takes_only_a_prefix() {
+    let m = mm(2 * BLOCK);
+    let full = PinMax::fill(&m, 505);
+    let p = pin_user_pages_fast(&m, 500 * PAGE, (12 + BLOCK) as usize, GupFlags::empty()).unwrap();
+    assert_eq!(p.len(), 5, "pages 500..505, stopped by the full counter");
+    assert_eq!(m.page_state(600 * PAGE).unwrap().pins, 0, "no block past the stop");
+    drop(p);
+    drop(full);
+    assert_eq!(m.stats().pins_outstanding(), 0);
+}
+
+/// Pins one page up to its counter's maximum.
+struct PinMax(Vec<PinnedPages>);
+
+impl PinMax {
+    fn fill(m: &Arc<Mm>, page: u64) -> PinMax {
+        let mut held = Vec::new();
+        loop {
+            match pin_user_pages_fast(m, page * PAGE, 1, GupFlags::empty()) {
+                Ok(p) => held.push(p),
+                Err(e) => {
+                    assert_eq!(e, Errno::Overflow);
+                    return PinMax(held);
+                }
+            }
+        }
+    }
+}
