@@ -718,7 +718,7 @@ fn longterm_fast_pins_over_whole_blocks_are_locked_and_charged() {
 #[test]
 fn a_fast_call_stopped_in_its_head_takes_only_a_prefix() {
     let m = mm(2 * BLOCK);
-    let full = PinMax::fill(&m, 505);
+    let full = fill_to_max(&m, 505);
     let p = pin_user_pages_fast(&m, 500 * PAGE, (12 + BLOCK) as usize, GupFlags::empty()).unwrap();
     assert_eq!(p.len(), 5, "pages 500..505, stopped by the full counter");
     assert_eq!(m.page_state(600 * PAGE).unwrap().pins, 0, "no block past the stop");
@@ -727,19 +727,15 @@ fn a_fast_call_stopped_in_its_head_takes_only_a_prefix() {
     assert_eq!(m.stats().pins_outstanding(), 0);
 }
 
-/// Pins one page up to its counter's maximum.
-struct PinMax(Vec<PinnedPages>);
-
-impl PinMax {
-    fn fill(m: &Arc<Mm>, page: u64) -> PinMax {
-        let mut held = Vec::new();
-        loop {
-            match pin_user_pages_fast(m, page * PAGE, 1, GupFlags::empty()) {
-                Ok(p) => held.push(p),
-                Err(e) => {
-                    assert_eq!(e, Errno::Overflow);
-                    return PinMax(held);
-                }
+/// Pins one page up to its counter's maximum; the pins are returned.
+fn fill_to_max(m: &Arc<Mm>, page: u64) -> Vec<PinnedPages> {
+    let mut held = Vec::new();
+    loop {
+        match pin_user_pages_fast(m, page * PAGE, 1, GupFlags::empty()) {
+            Ok(p) => held.push(p),
+            Err(e) => {
+                assert_eq!(e, Errno::Overflow);
+                return held;
             }
         }
     }
