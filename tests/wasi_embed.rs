@@ -7,9 +7,12 @@
 //! `demo` guest (built by `guests/rust/build.sh`) is a real WASI program that
 //! streams a file through pinned buffers and writes a zero-copy copy.
 
+#[path = "support/backends.rs"]
+mod backends;
 #[path = "support/wasi_state.rs"]
 mod wasi_state;
 
+use backends::backends;
 use host_api::{BackendKind, IoConfig, PinCtx};
 use runtime_mm::{Mm, PinMemoryCreator};
 use std::path::{Path, PathBuf};
@@ -48,20 +51,6 @@ fn state(dir: &Path, args: &[&str], backend: BackendKind) -> State {
         ..IoConfig::default()
     });
     State::new(wasi.build(), pins)
-}
-
-fn backends() -> Vec<BackendKind> {
-    let mut probe = PinCtx::default().with_io(IoConfig {
-        backend: BackendKind::IoUring,
-        ..IoConfig::default()
-    });
-    match probe.io_backend() {
-        Ok(_) => vec![BackendKind::IoUring, BackendKind::Threads],
-        Err(e) => {
-            println!("io_uring skipped: unavailable here ({e})");
-            vec![BackendKind::Threads]
-        }
-    }
 }
 
 /// The bytes `read_file` read: 64 KiB at 0x10000 of its memory.

@@ -23,8 +23,12 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::filesystem::{Descriptor, File};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
+#[path = "support/backends.rs"]
+mod backends;
 #[path = "support/wasi_state.rs"]
 mod wasi_state;
+
+use backends::backends;
 
 const PAGE: u64 = 4096;
 
@@ -71,21 +75,6 @@ fn fx_with(backend: BackendKind, depth: u32, threads: usize) -> Fx {
     let mut host = MmHost::from(PinCtx::new(Quotas::default()).with_io(io).inherit_network());
     host.attach(mm.clone());
     Fx { host, mm, dir }
-}
-
-/// The async backends to test: io_uring only where the kernel offers it.
-fn backends() -> Vec<BackendKind> {
-    let mut probe = PinCtx::default().with_io(IoConfig {
-        backend: BackendKind::IoUring,
-        ..IoConfig::default()
-    });
-    match probe.io_backend() {
-        Ok(_) => vec![BackendKind::IoUring, BackendKind::Threads],
-        Err(e) => {
-            println!("io_uring tests skipped: io_uring is unavailable here ({e})");
-            vec![BackendKind::Threads]
-        }
-    }
 }
 
 fn fx(backend: BackendKind) -> Fx {

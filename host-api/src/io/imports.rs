@@ -69,6 +69,15 @@ impl Vectored {
     }
 }
 
+/// Awaits a transfer `begin_transfer` started: its completion, or, when the
+/// backend's queue was full, the op run on a blocking thread.
+pub(crate) async fn finish((done, spare): (Arc<Completion>, Option<Op>)) -> std::result::Result<u32, E> {
+    match spare {
+        None => done.wait_async().await,
+        Some(op) => wasmtime_wasi::runtime::spawn_blocking(move || op.run()).await,
+    }
+}
+
 impl PinCtxView<'_> {
     /// Resolves `len` bytes at `off` of a guest pin: the pin (to keep) and
     /// the host address. `into`: the bytes will be written (needs a write
@@ -225,21 +234,6 @@ impl PinCtxView<'_> {
         })
     }
 
-    /// Starts a transfer the store will await: on the backend, or, if its
-    /// queue is full, hands back the op to run on a blocking thread.
-    fn begin(
-        &mut self,
-        fd: &Resource<Descriptor>,
-        read: bool,
-        buf: &Resource<GuestPin>,
-        off: u32,
-        len: u32,
-        at: u64,
-    ) -> std::result::Result<(Arc<Completion>, Option<Op>), E> {
-        let t = self.transfer_of(fd, buf, (off, len, at), read)?;
-        self.begin_transfer(t, read, at)
-    }
-
     /// Starts `t` on the backend for a caller that awaits it; the op back
     /// to run on a blocking thread if the backend's queue is full.
     pub(crate) fn begin_transfer(
@@ -276,10 +270,8 @@ impl PinCtxView<'_> {
         len: u32,
         at: u64,
     ) -> std::result::Result<u32, E> {
-        match self.begin(fd, read, buf, off, len, at)? {
-            (done, None) => done.wait_async().await,
-            (_, Some(op)) => wasmtime_wasi::runtime::spawn_blocking(move || op.run()).await,
-        }
+        let t = self.transfer_of(fd, buf, (off, len, at), read)?;
+        finish(self.begin_transfer(t, read, at)?).await
     }
 
     pub(crate) fn ticket_poll(&self, t: &Resource<GuestTicket>) -> Result<Option<std::result::Result<u32, Errno>>> {

@@ -12,7 +12,7 @@
 //! Registered by hand for both kinds of store, because `addr` is lifted as
 //! [`Addr`] (the caller's memory comes with it).
 
-use super::imports::Transfer;
+use super::imports::{finish, Transfer};
 use super::{descriptor, direct, transfer, Completion, GuestTicket, Op};
 use crate::bindings::wasm_pin::mm::one_call_io::Errno;
 use crate::caller::Addr;
@@ -101,8 +101,7 @@ pub(crate) fn add_one_call_io<T: Send + 'static>(
                 Box::new(async move {
                     let begun = get(s.data_mut()).one_call_begin(args, read);
                     let r = match begun {
-                        Ok((done, None)) => done.wait_async().await,
-                        Ok((_, Some(op))) => wasmtime_wasi::runtime::spawn_blocking(move || op.run()).await,
+                        Ok(begun) => finish(begun).await,
                         Err(e) => Err(e),
                     };
                     Ok((r.map_err(Errno::from),))
