@@ -28,11 +28,11 @@
 //! takes the first reference, and `discard` clears it. It reads "handed out
 //! or populated since the last discard".
 //!
-//! A page may be taken on the fast path when its entry is not `FROZEN`, its
-//! counter has room, and, for a long-term pin, the page already holds a
-//! long-term pin (so it is already locked resident and charged: the first
-//! long-term pin of a page needs a syscall and the lock, see
-//! [`crate::longterm`]). The page-table leaves of every page inside the
+//! A page may be taken on the fast path when its entry is not `FROZEN` and
+//! its counter has room; a long-term pin must first have reserved the page
+//! on its chunk word, which succeeds only while the chunk is locked resident
+//! and charged over the page (locking a chunk needs a syscall and the lock:
+//! see [`crate::longterm`], whose protocol covers the chunk words). The page-table leaves of every page inside the
 //! length exist (`grow` allocates them under the lock before it publishes
 //! the length), so the walk never stops at a missing node inside the memory.
 //!
@@ -52,11 +52,11 @@
 //!   and `len` never shrinks, so a page we take stays inside the memory. A
 //!   page that grew in after our read is simply left to the slow path.
 //! - **unpin/put** subtract with a Release RMW on the same word; CAS retries
-//!   absorb them. The last long-term unpin of a page (1 → 0, followed by
-//!   `munlock`) happens under the lock; a fast long-term pin needs the count
-//!   to be ≥ 1 in the very value its CAS replaces, so it either lands before
-//!   the 1 → 0 step (and the unpin then leaves the page locked) or sees 0
-//!   and falls back to the locked path.
+//!   absorb them. The last long-term unpin of a chunk (its chunk word's pin
+//!   count 1 → 0, followed by `munlock`) happens under the lock; a fast
+//!   long-term pin needs that count to be ≥ 1 in the very value its CAS
+//!   replaces, so it either lands before the 1 → 0 step (and the unpin then
+//!   leaves the chunk locked) or sees 0 and falls back to the locked path.
 //! - **page-table growth**: nodes are installed by CAS (under the lock, by
 //!   `grow`) and never freed before the `Mm` drops, so the `&AtomicU64` we
 //!   hold stays valid.
@@ -68,14 +68,14 @@
 //! the data is dropped.
 //!
 //! Per page, uncontended: one Relaxed load of the entry (the leaf pointer is
-//! loaded once per 512 pages), three compare-and-branch tests (not frozen,
-//! counter room, long-term held), one `lock cmpxchg`, and the loop's bound
-//! check.
+//! loaded once per 512 pages), two compare-and-branch tests (not frozen,
+//! counter room), one `lock cmpxchg`, and the loop's bound check; a
+//! long-term call adds one CAS per chunk it covers.
 
 use crate::gup::Request;
 use crate::page_table::{entry, BLOCK_PAGES};
 use crate::primitive::{AtomicU64, Ordering};
-use crate::Mm;
+use crate::{longterm, Mm};
 
 /// The whole blocks a call took on their block words (see
 /// [`crate::page_table`]): `n` blocks from page `first`. Everything else it
@@ -104,11 +104,15 @@ impl Blocks {
 /// up to the first block boundary per page, then block after block, then the
 /// tail per page. The block CAS checks and takes in one step, as the page
 /// CAS does: a block a discard owns is `FROZEN`, and the walk stops there.
-/// Long-term pins stay per page: their first take of a page needs the lock.
+/// Long-term pins stay per page, reserved a chunk at a time on the chunk
+/// words (see [`crate::longterm`]): a chunk not yet locked needs the lock.
 pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> (usize, Blocks) {
     let avail = mm.len_pages().saturating_sub(pfn).min(nr as u64);
     let none = Blocks::default();
-    if req.longterm() || avail < BLOCK_PAGES {
+    if req.longterm() {
+        return (longterm_take(mm, pfn, avail, req) as usize, none);
+    }
+    if avail < BLOCK_PAGES {
         return (per_page(mm, pfn, avail, req) as usize, none);
     }
     let head = ((BLOCK_PAGES - pfn % BLOCK_PAGES) % BLOCK_PAGES).min(avail);
@@ -131,6 +135,26 @@ pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> (usize, Blocks
     }
     done += per_page(mm, pfn + done, avail - done, req);
     (done as usize, blocks)
+}
+
+/// Long-term pins, a chunk at a time: reserve on the chunk word (which
+/// succeeds only on a chunk already locked over these pages), then take the
+/// pages; pages not taken are released from the chunk again (under the lock
+/// if they were its last long-term pins: rare, and it never waits on us).
+fn longterm_take(mm: &Mm, pfn: u64, n: u64, req: Request) -> u64 {
+    let mut done = 0;
+    for (p, k) in longterm::segments(mm, pfn, n) {
+        if !longterm::reserve_fast(mm, p, k) {
+            break;
+        }
+        let t = per_page(mm, p, k, req);
+        done += t;
+        if t < k {
+            longterm::release(mm, None, p + t, k - t);
+            break;
+        }
+    }
+    done
 }
 
 fn per_page(mm: &Mm, pfn: u64, n: u64, req: Request) -> u64 {

@@ -78,13 +78,13 @@ impl Request {
     }
 
     /// Whether the fast path may take this page (see [`crate::fast_path`]):
-    /// no discard owns it, its counter has room, and a long-term pin finds it
-    /// already long-term pinned (so already locked and charged). Whether the
-    /// page was ever populated does not matter: every page inside the
-    /// memory's length is mapped read-write.
+    /// no discard owns it and its counter has room. Whether the page was ever
+    /// populated does not matter: every page inside the memory's length is
+    /// mapped read-write. (A long-term pin has reserved its page on a locked
+    /// chunk before it gets here: [`crate::longterm`].)
     #[inline(always)]
     pub(crate) fn may_take_fast(self, e: u64) -> bool {
-        e & entry::FROZEN == 0 && (!self.longterm() || entry::longterm(e) != 0) && self.fits(e)
+        e & entry::FROZEN == 0 && self.fits(e)
     }
 }
 
@@ -233,28 +233,36 @@ pub fn pin_user_pages_remote(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: G
 /// Pins pages for an indefinite time (registered I/O buffers, RDMA, device
 /// DMA): `FOLL_PIN | FOLL_LONGTERM`, locked path.
 ///
-/// Each page is locked resident and charged once against
-/// [`MmConfig::memlock_limit_bytes`](crate::MmConfig::memlock_limit_bytes);
-/// past the limit the call fails with `NoMem` and takes nothing. Intended for
-/// Case 2. Release as for [`pin_user_pages`]; a page's last long-term release
-/// unlocks and uncharges it.
+/// The pages are locked resident in chunks (see [`crate::longterm`]): a
+/// chunk is locked and charged once against
+/// [`MmConfig::memlock_limit_bytes`](crate::MmConfig::memlock_limit_bytes)
+/// when its first long-term pin arrives; past the limit the call fails with
+/// `NoMem` and takes nothing. Intended for Case 2. Release as for
+/// [`pin_user_pages`]; a chunk's last long-term release unlocks and
+/// uncharges it.
 ///
 /// ```
 /// use runtime_mm::{gup, Errno, GupFlags, Mm, MmConfig};
+/// // A small limit locks page by page (the kernel's accounting) ...
 /// let mm = Mm::new(MmConfig { initial_bytes: 1 << 20, memlock_limit_bytes: 8192, ..Default::default() }).unwrap();
 /// let held = gup::pin_longterm_pages(&mm, 0, 2, GupFlags::WRITE).unwrap();
 /// assert_eq!(mm.stats().locked_bytes, 8192);
 /// assert_eq!(gup::pin_longterm_pages(&mm, 8192, 1, GupFlags::empty()).unwrap_err(), Errno::NoMem);
 /// held.unpin();
 /// assert_eq!(mm.stats().locked_bytes, 0);
+/// // ... the default 64 MiB one in 2 MiB chunks, here clipped to the 4 MiB memory's first chunk.
+/// let mm = Mm::new(MmConfig { initial_bytes: 4 << 20, ..Default::default() }).unwrap();
+/// let held = gup::pin_longterm_pages(&mm, 0, 1, GupFlags::WRITE).unwrap();
+/// assert_eq!(mm.stats().locked_bytes, 2 << 20);
 /// ```
 pub fn pin_longterm_pages(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: GupFlags) -> Result<PinnedPages, Errno> {
     pin(mm, start, nr_pages, flags, GupFlags::LONGTERM, false)
 }
 
-/// [`pin_longterm_pages`] with the lock-free fast path first: a page that
-/// already holds a long-term pin takes another without the lock; the first
-/// long-term pin of a page needs `mlock` and goes to the locked path.
+/// [`pin_longterm_pages`] with the lock-free fast path first: a page whose
+/// chunk is already locked (another long-term pin lives in it) is pinned
+/// without the lock; the first long-term pin of a chunk needs `mlock` and
+/// goes to the locked path.
 ///
 /// Intended for Case 2 on hot paths. Release as for [`pin_user_pages`].
 pub fn pin_longterm_pages_fast(

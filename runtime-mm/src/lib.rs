@@ -9,10 +9,10 @@
 //!                          ▼ (reset, or quarantined, when the last Arc<Mm> goes)
 //!     gup::pin_*/get_*  ──► Mm ◄── grow_to / read / write / discard
 //!        │      │           │
-//!        │      │           ├── PageTable (one AtomicU64 per host page)
+//!        │      │           ├── PageTable (AtomicU64 per page, per block, per chunk)
 //!        │      │           ├── lock: grow, discard, fault-in, long-term
 //!        │      │           └── Stats
-//!        │      └──► slow_path (locked, faults in) ──► longterm (mlock, memlock)
+//!        │      └──► slow_path (locked, faults in) ──► longterm (mlock chunks, memlock)
 //!        └──► fast_path (lock-free CAS walk) ──falls back──┘
 //!                          │
 //!                          ▼
@@ -24,7 +24,8 @@
 //! - `page_table`: the per-page entry format and the on-demand radix tree.
 //! - `fast_path`: the lock-free walk of `*_fast` calls, and its protocol.
 //! - `slow_path`: the locked path that faults pages in.
-//! - `longterm`: `FOLL_LONGTERM` residency and memlock accounting.
+//! - `longterm`: `FOLL_LONGTERM` residency in chunks, memlock accounting,
+//!   and the chunk-word protocol.
 //! - [`gup`]: the seed's nine entry points and their contracts.
 //! - [`PinnedPages`] / [`GotPages`]: what they return, and how it is released.
 //! - [`MmStats`]: counters (`nr_foll_pin_acquired`/`released` and more).

@@ -35,11 +35,27 @@ pub struct MmConfig {
     /// Most bytes that long-term pins may lock resident at once
     /// (`RLIMIT_MEMLOCK` for this memory).
     pub memlock_limit_bytes: u64,
+    /// The unit in which long-term pins lock pages resident and are charged
+    /// (see [`crate::longterm`]): rounded down to a power of two between the
+    /// host page size and 2 MiB. `None` (the default) picks
+    /// `memlock_limit_bytes / 32`, so that at least 32 separate long-term
+    /// regions fit under the limit: 2 MiB chunks for the default 64 MiB
+    /// limit, one page (the kernel's exact per-page accounting) for limits
+    /// of 128 KiB or less. `Some(page size)` asks for per-page accounting.
+    pub longterm_chunk_bytes: Option<u64>,
+    /// Back the memory with transparent huge pages (`MADV_HUGEPAGE` on a
+    /// 2 MiB-aligned reservation): first touches fault 2 MiB at a time, and
+    /// locking a 2 MiB long-term chunk costs about as much as one page
+    /// (measured in `docs/BENCHMARKS.md`). The price is residency in 2 MiB
+    /// steps for memories of 2 MiB and more. Ignored where the kernel has no
+    /// THP. Default `true`.
+    pub huge_pages: bool,
 }
 
 impl Default for MmConfig {
     /// 0 bytes accessible, no maximum, a 4 GiB reservation with a 32 MiB
-    /// guard (wasmtime's defaults for a 32-bit memory), 64 MiB memlock limit.
+    /// guard (wasmtime's defaults for a 32-bit memory), 64 MiB memlock limit,
+    /// automatic long-term chunks, transparent huge pages.
     fn default() -> Self {
         MmConfig {
             initial_bytes: 0,
@@ -47,9 +63,15 @@ impl Default for MmConfig {
             reservation_bytes: 4 << 30,
             guard_bytes: 32 << 20,
             memlock_limit_bytes: 64 << 20,
+            longterm_chunk_bytes: None,
+            huge_pages: true,
         }
     }
 }
+
+/// A transparent huge page (x86-64, aarch64 with 4 KiB pages): the
+/// alignment of memories backed by huge pages.
+const HUGE_PAGE: u64 = 2 << 20;
 
 /// The reserved range. Released when the last `Arc<Mm>` drops, which is
 /// after the last pin (every pin holds an `Arc<Mm>`).
@@ -119,9 +141,27 @@ impl Mm {
     /// it exceeds the reservation or the host refuses the mapping.
     pub fn new(config: MmConfig) -> Result<Arc<Mm>, Errno> {
         let (reserved, total) = Self::sizes(&config)?;
-        let total = usize::try_from(total).map_err(|_| Errno::NoMem)?;
+        // Huge pages need a 2 MiB-aligned base: reserve one block more and
+        // start at the first boundary (the slack stays inaccessible).
+        let huge = config.huge_pages && reserved >= HUGE_PAGE;
+        let slack = if huge { HUGE_PAGE - Self::host_page_size() } else { 0 };
+        let total = usize::try_from(total.checked_add(slack).ok_or(Errno::NoMem)?).map_err(|_| Errno::NoMem)?;
         let mut alloc = region::alloc(total, region::Protection::NONE).map_err(|_| Errno::NoMem)?;
-        let base = NonNull::new(alloc.as_mut_ptr::<u8>()).ok_or(Errno::NoMem)?;
+        let start = alloc.as_mut_ptr::<u8>();
+        let base = start.wrapping_add(start.align_offset(if huge { HUGE_PAGE as usize } else { 1 }));
+        let base = NonNull::new(base).ok_or(Errno::NoMem)?;
+        if huge {
+            // SAFETY: [base, base+reserved) lies inside our fresh, still
+            // inaccessible allocation; the advice changes no contents. Where
+            // the kernel has no THP it fails, and the memory works without.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    base.as_ptr().cast(),
+                    reserved as usize,
+                    rustix::mm::Advice::LinuxHugepage,
+                )
+            };
+        }
         let owner = Owner::Mapping { _alloc: alloc };
         Self::build(&config, reserved, Reservation { base, owner }, 0)
     }
@@ -175,7 +215,15 @@ impl Mm {
             page_shift: page.trailing_zeros(),
             limit: config.maximum_bytes.unwrap_or(u64::MAX).min(reserved),
             len: AtomicU64::new(0),
-            table: PageTable::new(reserved / page),
+            table: PageTable::new(
+                reserved / page,
+                crate::longterm::chunk_shift(
+                    page.trailing_zeros(),
+                    config.memlock_limit_bytes,
+                    config.longterm_chunk_bytes,
+                    BLOCK_PAGES,
+                ),
+            ),
             lock: Mutex::new(Inner { committed }),
             locked_bytes: AtomicU64::new(0),
             memlock_limit: config.memlock_limit_bytes,
@@ -346,16 +394,7 @@ impl Mm {
             }
         }
         // Phase 2: no reference can be taken on a frozen page; drop the data.
-        // SAFETY: the range is committed and owned by this memory; no pin or
-        // get references it (phase 1), and the guest sees zeros, which is
-        // what it asked for.
-        let r = unsafe {
-            rustix::mm::madvise(
-                self.base().add(addr as usize).cast(),
-                (end - addr) as usize,
-                rustix::mm::Advice::LinuxDontNeed,
-            )
-        };
+        let r = self.drop_data(&inner, first, last);
         // Phase 3: thaw; on success the pages are no longer present or dirty.
         // A block's "every page" bits first go to its pages' own entries.
         let clear = if r.is_ok() { entry::PRESENT | entry::DIRTY } else { 0 };
@@ -372,6 +411,37 @@ impl Mm {
             .for_each(|w| thaw(w, clear));
         drop(inner);
         r.map_err(|_| Errno::NoMem)
+    }
+
+    /// Drops the contents of pages `[first, last)`, which are frozen (phase
+    /// 2 of `discard`): unmapped with `MADV_DONTNEED`, or, where a long-term
+    /// chunk keeps them locked (which `MADV_DONTNEED` refuses), zeroed in
+    /// place, so they stay resident as the chunk's charge says.
+    fn drop_data(&self, locked: &MutexGuard<'_, Inner>, first: u64, last: u64) -> rustix::io::Result<()> {
+        let mut p = first;
+        while p < last {
+            let lock = crate::longterm::is_locked(self, locked, p);
+            let mut q = p + 1;
+            while q < last && crate::longterm::is_locked(self, locked, q) == lock {
+                q += 1;
+            }
+            let (ptr, len) = (
+                self.base().wrapping_add((p << self.page_shift) as usize),
+                ((q - p) << self.page_shift) as usize,
+            );
+            if lock {
+                // SAFETY: the pages are committed, owned by this memory and
+                // frozen: no pin or get references them (phase 1), and the
+                // guest sees zeros, which is what it asked for. Raw pointer
+                // and length: no reference over guest memory is formed.
+                unsafe { ptr.write_bytes(0, len) };
+            } else {
+                // SAFETY: as above; MADV_DONTNEED makes them read as zero.
+                unsafe { rustix::mm::madvise(ptr.cast(), len, rustix::mm::Advice::LinuxDontNeed)? };
+            }
+            p = q;
+        }
+        Ok(())
     }
 
     /// Moves the block-wide `bits` of the block at page `first` (block word

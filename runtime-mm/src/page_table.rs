@@ -42,6 +42,13 @@
 //! them for some pages only, they are first spread to the other pages'
 //! entries.
 //!
+//! # Chunks
+//!
+//! Each leaf also holds the **chunk words** of its pages: the unit in which
+//! long-term pins lock pages resident (a power of two of pages, at most one
+//! block; see [`crate::longterm`] for their format and protocol). They are
+//! allocated with the leaf, so the fast path finds them without allocating.
+//!
 //! # Tree
 //!
 //! Three levels: a root array sized to the reservation, middle nodes of
@@ -107,15 +114,17 @@ pub(crate) mod entry {
     }
 }
 
-/// One leaf: the entries of `FANOUT` pages, and the block word of the
-/// aligned block they form (see "Blocks" above).
-struct Leaf([AtomicU64; FANOUT], AtomicU64);
+/// One leaf: the entries of `FANOUT` pages, the block word of the aligned
+/// block they form (see "Blocks" above) and their chunk words (see "Chunks").
+struct Leaf([AtomicU64; FANOUT], AtomicU64, Box<[AtomicU64]>);
 struct Mid([AtomicPtr<Leaf>; FANOUT]);
 
 /// A radix tree of page entries covering `nr_pages` pages.
 pub(crate) struct PageTable {
     root: Box<[AtomicPtr<Mid>]>,
     nr_pages: u64,
+    /// log2 of the pages per long-term chunk (≤ `FANOUT_SHIFT`).
+    chunk_shift: u32,
 }
 
 // SAFETY: the raw node pointers are owned by the table (created by
@@ -125,14 +134,22 @@ unsafe impl Send for PageTable {}
 unsafe impl Sync for PageTable {}
 
 impl PageTable {
-    /// An empty table for `nr_pages` pages: only the root is allocated.
-    pub(crate) fn new(nr_pages: u64) -> PageTable {
+    /// An empty table for `nr_pages` pages whose long-term chunks are
+    /// `1 << chunk_shift` pages (clamped to a block): only the root is
+    /// allocated.
+    pub(crate) fn new(nr_pages: u64, chunk_shift: u32) -> PageTable {
         let per_root = 1u64 << (2 * FANOUT_SHIFT);
         let roots = nr_pages.div_ceil(per_root).max(1) as usize;
         PageTable {
             root: (0..roots).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
             nr_pages,
+            chunk_shift: chunk_shift.min(FANOUT_SHIFT),
         }
+    }
+
+    /// Pages per long-term chunk.
+    pub(crate) fn chunk_pages(&self) -> u64 {
+        1 << self.chunk_shift
     }
 
     fn split(pfn: u64) -> (usize, usize, usize) {
@@ -173,6 +190,13 @@ impl PageTable {
     /// Lock-free.
     pub(crate) fn block(&self, pfn: u64) -> Option<&AtomicU64> {
         self.leaf(pfn).map(|l| &l.1)
+    }
+
+    /// The chunk word of the chunk holding page `pfn`, if its leaf exists.
+    /// Lock-free.
+    pub(crate) fn chunk(&self, pfn: u64) -> Option<&AtomicU64> {
+        let i = Self::split(pfn).2 >> self.chunk_shift;
+        self.leaf(pfn).map(|l| &l.2[i])
     }
 
     /// The entries from `pfn` to the end of its leaf (clipped to the table), if
@@ -227,8 +251,13 @@ impl PageTable {
         let mid = install(&self.root[r], || {
             Mid(std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())))
         });
+        let chunks = FANOUT >> self.chunk_shift;
         let leaf = install(&mid.0[m], || {
-            Leaf(std::array::from_fn(|_| AtomicU64::new(0)), AtomicU64::new(0))
+            Leaf(
+                std::array::from_fn(|_| AtomicU64::new(0)),
+                AtomicU64::new(0),
+                (0..chunks).map(|_| AtomicU64::new(0)).collect(),
+            )
         });
         Some(&leaf.0[i])
     }
@@ -245,7 +274,7 @@ impl PageTable {
             // SAFETY: installed nodes live until the table drops.
             for leaf in unsafe { &*mid }.0.iter() {
                 if !leaf.load(Ordering::Acquire).is_null() {
-                    bytes += std::mem::size_of::<Leaf>();
+                    bytes += std::mem::size_of::<Leaf>() + (FANOUT >> self.chunk_shift) * 8;
                 }
             }
         }
@@ -301,7 +330,7 @@ mod tests {
     #[test]
     fn sparse_table_is_small() {
         // 4 GiB + 32 MiB of 4 KiB pages, 1 MiB used.
-        let t = PageTable::new((4u64 << 30 | 32 << 20) >> 12);
+        let t = PageTable::new((4u64 << 30 | 32 << 20) >> 12, FANOUT_SHIFT);
         for pfn in 0..256 {
             t.ensure(pfn).unwrap();
         }
@@ -311,7 +340,7 @@ mod tests {
 
     #[test]
     fn leaf_tail_is_clipped() {
-        let t = PageTable::new(FANOUT as u64 + 3);
+        let t = PageTable::new(FANOUT as u64 + 3, 0);
         t.ensure(FANOUT as u64).unwrap();
         assert_eq!(t.leaf_tail(FANOUT as u64 + 1).unwrap().len(), 2);
         t.ensure(5).unwrap();

@@ -115,9 +115,6 @@ impl Drop for Held {
         let mm = &*self.mm;
         let delta = self.req.delta();
         let pfn = self.start >> mm.page_shift();
-        // The last long-term pin of a page must munlock it, ordered with the
-        // next first long-term pin: take the lock for the whole release.
-        let guard = self.req.longterm().then(|| mm.lock());
         // Release pairs with discard's Acquire freeze.
         if self.dirty {
             self.mark_dirty();
@@ -127,8 +124,10 @@ impl Drop for Held {
         };
         let released = self.each(release, release);
         debug_assert_eq!(released, self.nr as u64, "a held page lost its table entry");
-        if let Some(g) = &guard {
-            longterm::unlock_unused(mm, g, pfn, self.nr as u64);
+        if self.req.longterm() {
+            // After the entries (protocol in `longterm`): the last pins of a
+            // chunk unlock it, under the lock.
+            longterm::release(mm, None, pfn, self.nr as u64);
             mm.stats.sub(Counter::Longterm, self.nr as u64);
         }
         let n = self.nr as u64;

@@ -364,6 +364,7 @@ impl MemoryPool {
             // The rest of the slot: its guard, and unused reservation.
             guard_bytes: 0,
             memlock_limit_bytes: self.config.memlock_limit_bytes,
+            ..MmConfig::default()
         };
         // Refuse bad sizes before taking a slot.
         Mm::sizes(&config)?;

@@ -2,7 +2,7 @@
 //!
 //! Every non-fast GUP call comes here, and so does the remainder of a `*_fast`
 //! call that the fast path could not take. Holding the memory's lock excludes
-//! `discard`, `grow` and the long-term lock/unlock transitions, so a page that
+//! `discard`, `grow` and the long-term chunk lock/unlock transitions, so a page that
 //! this path makes `PRESENT` stays present until we have taken it. Fast-path
 //! pinners and unpinners still run concurrently; the reference itself is taken
 //! with the same CAS on the entry.
@@ -37,11 +37,11 @@ pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> Result<usize, 
         return Err(Errno::Again);
     }
     if req.longterm() {
-        longterm::lock_new(mm, &guard, pfn, n)?;
+        longterm::reserve_locked(mm, &guard, pfn, n)?;
     }
     let taken = mm.table.walk(pfn, n, |e| try_take(e, req));
     if req.longterm() && taken < n {
-        longterm::unlock_unused(mm, &guard, pfn + taken, n - taken);
+        longterm::release(mm, Some(&guard), pfn + taken, n - taken);
     }
     if taken == 0 {
         return Err(Errno::Overflow);

@@ -337,6 +337,7 @@ unsafe impl MemoryCreator for PinMemoryCreator {
                 reservation_bytes: reservation as u64,
                 guard_bytes: guard_size_in_bytes as u64,
                 memlock_limit_bytes: self.memlock_limit_bytes,
+                ..MmConfig::default()
             })
             .map_err(PoolError::Mm),
             Some(pool) => pool.alloc_reserved(initial, max, reservation as u64, guard_size_in_bytes as u64),

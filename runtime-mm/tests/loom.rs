@@ -154,6 +154,70 @@ fn fast_longterm_pin_races_last_longterm_unpin() {
     });
 }
 
+/// A memory of `pages` whose long-term pins lock 2-page chunks.
+fn chunked(pages: u64) -> Arc<Mm> {
+    Mm::new(MmConfig {
+        initial_bytes: pages * PAGE,
+        reservation_bytes: pages * PAGE,
+        guard_bytes: 0,
+        memlock_limit_bytes: pages * PAGE,
+        longterm_chunk_bytes: Some(2 * PAGE),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn fast_longterm_pin_races_the_last_unpin_of_its_chunk() {
+    model(|| {
+        // The held pin is on page 0, the new one on page 1: same chunk, so
+        // the new pin is lock-free if it reserves before the chunk's last
+        // release, and relocks the chunk on the slow path if after.
+        let mm = chunked(2);
+        let held = gup::pin_longterm_pages(&mm, 0, 1, GupFlags::empty()).unwrap();
+        let unpinner = thread::spawn(move || held.unpin());
+        let p = gup::pin_longterm_pages_fast(&mm, PAGE, 1, GupFlags::empty()).unwrap();
+        assert_eq!(mm.stats().locked_bytes, 2 * PAGE, "our pin's chunk is locked");
+        unpinner.join().unwrap();
+        assert_eq!(mm.page_state(PAGE).unwrap().longterm, 1);
+        assert_eq!(mm.page_state(0).unwrap().longterm, 0);
+        assert_eq!(mm.stats().locked_bytes, 2 * PAGE);
+        drop(p);
+        assert_eq!(mm.stats().locked_bytes, 0);
+    });
+}
+
+#[test]
+fn fast_longterm_pin_gives_back_a_page_discard_froze() {
+    model(|| {
+        // Page 0 keeps the chunk locked. A fast pin of both pages reserves
+        // two pins on the chunk, then may find page 1 frozen by a discard:
+        // it gives that reservation back and takes page 1 on the slow path.
+        let mm = chunked(2);
+        let held = gup::pin_longterm_pages(&mm, 0, 1, GupFlags::empty()).unwrap();
+        let m = mm.clone();
+        let discarder = thread::spawn(move || m.discard(PAGE, PAGE));
+        let p = gup::pin_longterm_pages_fast(&mm, 0, 2, GupFlags::empty()).unwrap();
+        assert_eq!(p.len(), 2);
+        let d = discarder.join().unwrap();
+        assert!(matches!(d, Ok(()) | Err(Errno::Busy)), "{d:?}");
+        assert_eq!(mm.stats().locked_bytes, 2 * PAGE);
+        drop(held);
+        assert_eq!(mm.stats().locked_bytes, 2 * PAGE, "p still holds both pages");
+        drop(p);
+        let s = mm.stats();
+        assert_eq!(
+            (s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()),
+            (0, 0, 0)
+        );
+        // The chunk word came back to empty: a new pin locks it afresh.
+        let again = gup::pin_longterm_pages_fast(&mm, PAGE, 1, GupFlags::empty()).unwrap();
+        assert_eq!(mm.stats().locked_bytes, 2 * PAGE);
+        drop(again);
+        assert_eq!(mm.stats().locked_bytes, 0);
+    });
+}
+
 #[test]
 fn fast_pins_race_each_other_and_a_get() {
     model(|| {

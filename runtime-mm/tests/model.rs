@@ -99,6 +99,10 @@ struct Page {
 struct Model {
     len: u64,
     pages: Vec<Page>,
+    /// Pages per long-term chunk, and each chunk's locked extent (pages
+    /// from its start; see `longterm.rs`).
+    chunk: u64,
+    ext: Vec<u64>,
     /// (is_pin, longterm, first page, pages) of each held reference, in the
     /// same order as the real `held` vector.
     held: Vec<(bool, bool, u64, u64)>,
@@ -117,15 +121,58 @@ impl Model {
             pg.lt -= lt as u32;
             pg.dirty |= dirty;
         }
+        // A chunk whose last long-term pin went is unlocked.
+        for c in 0..self.ext.len() {
+            if !self.chunk_pinned(c as u64) {
+                self.ext[c] = 0;
+            }
+        }
     }
 
     fn locked(&self) -> u64 {
-        self.pages.iter().filter(|p| p.lt > 0).count() as u64
+        self.ext.iter().sum()
+    }
+
+    fn chunk_pinned(&self, c: u64) -> bool {
+        (c * self.chunk..(c + 1) * self.chunk).any(|p| self.pages[p as usize].lt > 0)
+    }
+
+    /// The extent a chunk is locked to when a pin needs it: up to the length.
+    fn want(&self, c: u64) -> u64 {
+        self.chunk.min(self.len - c * self.chunk)
+    }
+
+    /// The chunk segments of `[first, first+n)`: (chunk, pages).
+    fn segments(&self, first: u64, n: u64) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        let mut p = first;
+        while p < first + n {
+            let c = p / self.chunk;
+            let seg = ((c + 1) * self.chunk).min(first + n) - p;
+            v.push((c, seg));
+            p += seg;
+        }
+        v
+    }
+
+    /// How many pages from `first` the lock-free long-term path takes: whole
+    /// segments on chunks that hold long-term pins and are locked over them.
+    fn fast_longterm(&self, first: u64, n: u64) -> u64 {
+        let mut k = 0;
+        for (c, seg) in self.segments(first, n) {
+            let end = first + k + seg - c * self.chunk;
+            if !self.chunk_pinned(c) || end > self.ext[c as usize] {
+                break;
+            }
+            k += seg;
+        }
+        k
     }
 }
 
 /// What the call must answer, given the model: Err, or the pages taken.
-fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Result<u64, Errno> {
+/// Returns the pages taken and how many of them the lock-free path took.
+fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Result<(u64, u64), Errno> {
     let is_pin = variant < 6;
     let longterm = (3..6).contains(&variant);
     let remote = variant % 3 == 2;
@@ -143,25 +190,28 @@ fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Res
     if nr == 0 {
         // `start` is checked even for zero pages; an empty range may end at
         // the end of the memory.
-        return if addr <= m.len * PAGE { Ok(0) } else { Err(Errno::Fault) };
+        return if addr <= m.len * PAGE {
+            Ok((0, 0))
+        } else {
+            Err(Errno::Fault)
+        };
     }
     let first = addr / PAGE;
     if first >= m.len {
         return Err(Errno::Fault);
     }
     let mut n = (m.len - first).min(nr as u64);
+    // The fast variants take, lock-free, every page they may (long-term:
+    // those on chunks already locked over them), present or not.
+    let fast = matches!(variant, 1 | 4 | 7);
+    let k = match (fast, longterm) {
+        (false, _) => 0,
+        (true, false) => n,
+        (true, true) => m.fast_longterm(first, n),
+    };
     if flags & 0x20 != 0 {
-        // NOWAIT: the fast variants take, lock-free, every page they may
-        // (long-term: those already long-term pinned), present or not; what
-        // is left goes to the slow path, which takes only the present prefix.
-        let fast = matches!(variant, 1 | 4 | 7);
-        let k = if fast {
-            (first..first + n)
-                .take_while(|&p| !longterm || m.pages[p as usize].lt > 0)
-                .count() as u64
-        } else {
-            0
-        };
+        // NOWAIT: what is left goes to the slow path, which takes only the
+        // present prefix.
         n = k
             + (first + k..first + n)
                 .take_while(|&p| m.pages[p as usize].present)
@@ -170,13 +220,18 @@ fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Res
             return Err(Errno::Again);
         }
     }
-    if longterm {
-        let new = (first..first + n).filter(|&p| m.pages[p as usize].lt == 0).count() as u64;
+    if longterm && n > k {
+        // The slow path locks what the chunks of its part lack, all or none.
+        let new: u64 = m
+            .segments(first + k, n - k)
+            .iter()
+            .map(|&(c, _)| m.want(c).saturating_sub(m.ext[c as usize]))
+            .sum();
         if m.locked() + new > MEMLOCK_PAGES {
             return Err(Errno::NoMem);
         }
     }
-    Ok(n)
+    Ok((n, k.min(n)))
 }
 
 fn take(mm: &Arc<Mm>, variant: usize, addr: u64, nr: usize, flags: GupFlags) -> Result<Held, Errno> {
@@ -228,18 +283,22 @@ fn check(mm: &Mm, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, chunk: u64) -> Result<(), TestCaseError> {
     let mm = Mm::new(MmConfig {
         initial_bytes: 4 * PAGE,
         maximum_bytes: Some(MAX_PAGES * PAGE),
         reservation_bytes: MAX_PAGES * PAGE,
         guard_bytes: PAGE,
         memlock_limit_bytes: MEMLOCK_PAGES * PAGE,
+        longterm_chunk_bytes: Some(chunk * PAGE),
+        ..MmConfig::default()
     })
     .unwrap();
     let mut m = Model {
         len: 4,
         pages: vec![Page::default(); MAX_PAGES as usize],
+        chunk,
+        ext: vec![0; (MAX_PAGES / chunk) as usize],
         held: Vec::new(),
     };
     let mut held: Vec<Held> = Vec::new();
@@ -289,7 +348,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 match (want, got) {
                     (Err(w), Err(g)) => prop_assert_eq!(w, g),
-                    (Ok(n), Ok(h)) => {
+                    (Ok((n, k)), Ok(h)) => {
                         let (len, start_addr) = match &h {
                             Held::Pin(p) => (p.len(), p.start()),
                             Held::Get(g) => (g.len(), g.start()),
@@ -305,6 +364,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             }
                             pg.lt += lt as u32;
                             pg.present = true;
+                        }
+                        if lt && n > k {
+                            for (c, _) in m.segments(first + k, n - k) {
+                                m.ext[c as usize] = m.ext[c as usize].max(m.want(c));
+                            }
                         }
                         m.held.push((is_pin, lt, first, n));
                         held.push(h);
@@ -361,6 +425,13 @@ proptest! {
     })]
     #[test]
     fn mm_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
-        run(ops)?;
+        run(ops, 1)?;
+    }
+
+    /// Long-term pins lock 4-page chunks: extents clipped to the length,
+    /// extended after a grow, the limit counted in locked pages.
+    #[test]
+    fn mm_matches_the_model_with_chunks(ops in prop::collection::vec(op(), 1..40)) {
+        run(ops, 4)?;
     }
 }

@@ -3,13 +3,19 @@
 //! sit beside published kernel numbers.
 //!
 //! ```text
-//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [--pooled]
+//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H] [-c KB] [--pooled]
 //! ```
 //! `-a` pin_user_pages_fast, `-b` pin_user_pages, `-L` pin_longterm_pages,
 //! `-u` get_user_pages_fast (default); `-n` pages per call (default 1, -1 =
 //! the whole region); `-w` asks for write access. Each thread takes and then
 //! releases the whole region once per repeat and prints, like the kernel tool,
 //! `<CMD>: Time: get:<µs> put:<µs> us`.
+//!
+//! `-H` backs the region with huge pages, like the kernel tool's `-H`
+//! (there hugetlbfs, here transparent huge pages on a 2 MiB-aligned region:
+//! [`MmConfig::huge_pages`]); without it the region has 4 KiB pages. `-c KB`
+//! sets the long-term lock chunk ([`MmConfig::longterm_chunk_bytes`];
+//! default: automatic, 2 MiB here).
 //!
 //! `--pooled` puts the region on a one-slot [`MemoryPool`] instead of its own
 //! mapping, and at the end also times the slot's reset (the region is then
@@ -45,10 +51,13 @@ struct Opts {
     threads: usize,
     cmd: Cmd,
     write: bool,
+    huge: bool,
+    chunk_kb: Option<u64>,
     pooled: bool,
 }
 
-const USAGE: &str = "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [--pooled]";
+const USAGE: &str =
+    "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H] [-c KB] [--pooled]";
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
@@ -58,6 +67,8 @@ fn parse() -> Result<Opts, String> {
         threads: 1,
         cmd: Cmd::GupFast,
         write: false,
+        huge: false,
+        chunk_kb: None,
         pooled: false,
     };
     let mut args = std::env::args().skip(1);
@@ -77,6 +88,8 @@ fn parse() -> Result<Opts, String> {
             "-L" => o.cmd = Cmd::PinLongterm,
             "-u" => o.cmd = Cmd::GupFast,
             "-w" => o.write = true,
+            "-H" => o.huge = true,
+            "-c" => o.chunk_kb = Some(num("-c")?.max(1) as u64),
             "--pooled" => o.pooled = true,
             _ => return Err(USAGE.into()),
         }
@@ -130,6 +143,8 @@ fn main() {
             reservation_bytes: size,
             guard_bytes: 0,
             memlock_limit_bytes: size,
+            huge_pages: o.huge,
+            longterm_chunk_bytes: o.chunk_kb.map(|kb| kb << 10),
             ..Default::default()
         })
         .expect("reserving the region"),

@@ -1,0 +1,236 @@
+//! Long-term pins lock and charge whole chunks (see `longterm.rs`): one
+//! `mlock` per chunk, the pins after the first one lock-free, the charge
+//! exact against what is locked, and `discard` working beside them.
+
+use runtime_mm::gup::*;
+use runtime_mm::{Errno, GupFlags, Mm, MmConfig};
+use std::sync::Arc;
+
+const PAGE: u64 = 4096;
+const CHUNK: u64 = 2 << 20;
+const CHUNK_PAGES: usize = (CHUNK / PAGE) as usize;
+
+fn mm(bytes: u64, limit: u64) -> Arc<Mm> {
+    Mm::new(MmConfig {
+        initial_bytes: bytes,
+        reservation_bytes: 64 << 20,
+        memlock_limit_bytes: limit,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// `Locked:` kB of the mappings inside `[lo, hi)`, from `/proc/self/smaps`.
+fn locked_kb(lo: usize, hi: usize) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    let mut kb = 0;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line
+            .split_once(' ')
+            .filter(|(r, _)| r.contains('-') && !r.ends_with(':'))
+        {
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            );
+            inside = a >= lo && b <= hi;
+        } else if inside && line.starts_with("Locked:") {
+            kb += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+        }
+    }
+    kb
+}
+
+fn our_locked_kb(m: &Mm) -> u64 {
+    let base = m.base() as usize;
+    locked_kb(base, base + m.capacity() as usize)
+}
+
+#[test]
+fn default_limit_locks_whole_chunks_once() {
+    let m = mm(3 * CHUNK, 64 << 20);
+    let a = pin_longterm_pages(&m, PAGE, 1, GupFlags::WRITE).unwrap();
+    assert_eq!(m.stats().locked_bytes, CHUNK, "the first pin locks its chunk");
+    assert_eq!(our_locked_kb(&m), CHUNK / 1024, "and the kernel agrees");
+    // Every other page of the chunk, fresh or not: lock-free, no new charge.
+    let before = m.stats();
+    let b = pin_longterm_pages_fast(&m, 2 * PAGE, CHUNK_PAGES - 2, GupFlags::empty()).unwrap();
+    let after = m.stats();
+    assert_eq!(after.fast_path_pages - before.fast_path_pages, CHUNK_PAGES as u64 - 2);
+    assert_eq!(after.fast_fallbacks, before.fast_fallbacks);
+    assert_eq!(after.locked_bytes, CHUNK);
+    // A pin that crosses into the next chunk locks that one too.
+    let c = pin_longterm_pages_fast(&m, CHUNK - PAGE, 2, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 2 * CHUNK);
+    assert_eq!(our_locked_kb(&m), 2 * CHUNK / 1024);
+    // The first chunk stays locked while any of its pins lives.
+    drop(a);
+    drop(b);
+    assert_eq!(m.stats().locked_bytes, 2 * CHUNK, "c still holds a page of chunk 0");
+    drop(c);
+    assert_eq!(m.stats().locked_bytes, 0);
+    assert_eq!(our_locked_kb(&m), 0);
+    assert_eq!(m.stats().longterm_pinned_pages, 0);
+}
+
+#[test]
+fn the_limit_counts_chunks() {
+    // (A 4 MiB limit alone would pick 128 KiB chunks: limit / 32.)
+    let m = Mm::new(MmConfig {
+        initial_bytes: 4 * CHUNK,
+        memlock_limit_bytes: 2 * CHUNK,
+        longterm_chunk_bytes: Some(CHUNK),
+        ..Default::default()
+    })
+    .unwrap();
+    let _a = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
+    let _b = pin_longterm_pages(&m, CHUNK, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 2 * CHUNK);
+    // A third chunk would lock 6 MiB: refused, nothing taken.
+    for f in [pin_longterm_pages, pin_longterm_pages_fast] {
+        assert_eq!(f(&m, 2 * CHUNK, 1, GupFlags::empty()).unwrap_err(), Errno::NoMem);
+    }
+    // A range over a locked and an unlocked chunk is all or nothing.
+    assert_eq!(
+        pin_longterm_pages_fast(&m, 2 * CHUNK - PAGE, 2, GupFlags::empty()).unwrap_err(),
+        Errno::NoMem
+    );
+    assert_eq!(
+        m.page_state(2 * CHUNK - PAGE).unwrap().longterm,
+        0,
+        "the fast part was given back"
+    );
+    // Inside the locked chunks there is room.
+    let c = pin_longterm_pages_fast(&m, CHUNK + 7 * PAGE, 5, GupFlags::empty()).unwrap();
+    assert_eq!(c.len(), 5);
+    assert_eq!(m.stats().locked_bytes, 2 * CHUNK);
+}
+
+#[test]
+fn a_short_chunk_grows_with_the_memory() {
+    // 1 MiB: the chunk is locked up to the length only.
+    let m = mm(1 << 20, 64 << 20);
+    let a = pin_longterm_pages_fast(&m, 0, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 1 << 20);
+    m.grow_to(3 << 20).unwrap();
+    // A page past the locked extent extends it (slow path), then the rest
+    // of the chunk is lock-free again.
+    let before = m.stats().fast_fallbacks;
+    let b = pin_longterm_pages_fast(&m, (1 << 20) + PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().fast_fallbacks, before + 1);
+    assert_eq!(m.stats().locked_bytes, CHUNK);
+    let c = pin_longterm_pages_fast(&m, (1 << 20) + 2 * PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().fast_fallbacks, before + 1);
+    // The next chunk is clipped to the new length (1 MiB of it).
+    let d = pin_longterm_pages(&m, CHUNK, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, CHUNK + (1 << 20));
+    assert_eq!(our_locked_kb(&m), (CHUNK + (1 << 20)) / 1024);
+    drop((a, b, c, d));
+    assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (0, 0));
+}
+
+#[test]
+fn discard_beside_a_longterm_pin_zeroes_in_place() {
+    let m = mm(CHUNK, 64 << 20);
+    m.write(0, &[1; 8192]).unwrap();
+    m.write(5 * PAGE, &[9; 4096]).unwrap();
+    let p = pin_longterm_pages(&m, 0, 1, GupFlags::WRITE).unwrap();
+    // Page 5 is in the locked chunk but unpinned: discardable.
+    m.discard(5 * PAGE, PAGE).unwrap();
+    let mut b = [0xffu8; 4096];
+    m.read(5 * PAGE, &mut b).unwrap();
+    assert_eq!(b, [0; 4096]);
+    m.read(0, &mut b).unwrap();
+    assert_eq!(b, [1; 4096], "the pinned page keeps its data");
+    m.read(PAGE, &mut b).unwrap();
+    assert_eq!(b, [1; 4096], "a neighbour outside the range too");
+    assert_eq!(m.discard(0, 2 * PAGE), Err(Errno::Busy));
+    assert_eq!(m.stats().locked_bytes, CHUNK, "discard leaves the chunk locked");
+    assert_eq!(our_locked_kb(&m), CHUNK / 1024);
+    drop(p);
+    // Unlocked again: discard unmaps.
+    m.discard(0, 2 * PAGE).unwrap();
+    m.read(0, &mut b).unwrap();
+    assert_eq!(b, [0; 4096]);
+}
+
+#[test]
+fn the_automatic_chunk_is_a_32nd_of_the_limit() {
+    let m = mm(CHUNK, 4 << 20);
+    let _a = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 128 << 10);
+    let _b = pin_longterm_pages(&m, 33 * PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 256 << 10);
+}
+
+#[test]
+fn explicit_page_chunks_charge_per_page() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: CHUNK,
+        longterm_chunk_bytes: Some(PAGE),
+        ..Default::default()
+    })
+    .unwrap();
+    let a = pin_longterm_pages(&m, 3 * PAGE, 2, GupFlags::empty()).unwrap();
+    let b = pin_longterm_pages(&m, 9 * PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 3 * PAGE);
+    assert_eq!(our_locked_kb(&m), 12);
+    drop(a);
+    assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (PAGE, 4));
+    drop(b);
+    assert_eq!(m.stats().locked_bytes, 0);
+}
+
+#[test]
+fn memories_of_2_mib_and_more_start_on_a_huge_page_boundary() {
+    let m = mm(CHUNK, 64 << 20);
+    assert_eq!(m.base() as u64 % CHUNK, 0);
+    let small = Mm::new(MmConfig {
+        huge_pages: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(small.base() as u64 % PAGE, 0);
+}
+
+/// No drift under concurrency: threads pin and unpin long-term, fast and
+/// slow, over pages of a few chunks; the charge always equals what the
+/// kernel says is locked at quiescent points and returns to 0.
+#[test]
+fn accounting_does_not_drift_under_concurrency() {
+    let m = mm(4 * CHUNK, 64 << 20);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let m = &m;
+            s.spawn(move || {
+                let mut x = t * 7919 + 1;
+                for _ in 0..3000 {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let page = (x >> 33) % (4 * CHUNK_PAGES as u64 - 4);
+                    let n = 1 + (x >> 20) as usize % 4;
+                    let f = if x & 1 == 0 {
+                        pin_longterm_pages_fast
+                    } else {
+                        pin_longterm_pages
+                    };
+                    let p = f(m, page * PAGE, n, GupFlags::empty()).unwrap();
+                    assert!(m.stats().locked_bytes <= 4 * CHUNK);
+                    if x & 2 == 0 {
+                        p.unpin_dirty(true);
+                    }
+                }
+            });
+        }
+    });
+    let s = m.stats();
+    assert_eq!(
+        (s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()),
+        (0, 0, 0)
+    );
+    assert_eq!(our_locked_kb(&m), 0);
+    for p in 0..4 * CHUNK_PAGES as u64 {
+        assert_eq!(m.page_state(p * PAGE).unwrap().longterm, 0);
+    }
+}
