@@ -243,17 +243,21 @@ pub fn pin_user_pages_remote(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: G
 ///
 /// ```
 /// use runtime_mm::{gup, Errno, GupFlags, Mm, MmConfig};
-/// // A small limit locks page by page (the kernel's accounting) ...
+/// // By default pages are locked and charged one by one (the kernel's accounting).
 /// let mm = Mm::new(MmConfig { initial_bytes: 1 << 20, memlock_limit_bytes: 8192, ..Default::default() }).unwrap();
 /// let held = gup::pin_longterm_pages(&mm, 0, 2, GupFlags::WRITE).unwrap();
 /// assert_eq!(mm.stats().locked_bytes, 8192);
 /// assert_eq!(gup::pin_longterm_pages(&mm, 8192, 1, GupFlags::empty()).unwrap_err(), Errno::NoMem);
 /// held.unpin();
 /// assert_eq!(mm.stats().locked_bytes, 0);
-/// // ... the default 64 MiB one in 2 MiB chunks, here clipped to the 4 MiB memory's first chunk.
-/// let mm = Mm::new(MmConfig { initial_bytes: 4 << 20, ..Default::default() }).unwrap();
+/// // With 2 MiB chunks, the first pin locks and charges its chunk; the
+/// // next pins in it are lock-free.
+/// let cfg = MmConfig { initial_bytes: 4 << 20, longterm_chunk_bytes: Some(2 << 20), ..Default::default() };
+/// let mm = Mm::new(cfg).unwrap();
 /// let held = gup::pin_longterm_pages(&mm, 0, 1, GupFlags::WRITE).unwrap();
 /// assert_eq!(mm.stats().locked_bytes, 2 << 20);
+/// let next = gup::pin_longterm_pages_fast(&mm, 4096, 511, GupFlags::WRITE).unwrap();
+/// assert_eq!((mm.stats().locked_bytes, mm.stats().fast_path_pages), (2 << 20, 511));
 /// ```
 pub fn pin_longterm_pages(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: GupFlags) -> Result<PinnedPages, Errno> {
     pin(mm, start, nr_pages, flags, GupFlags::LONGTERM, false)

@@ -9,8 +9,9 @@
 //! # Chunks
 //!
 //! Pages are locked in **chunks**: aligned runs of `chunk_pages` pages (a
-//! power of two, at most a 2 MiB block; see [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)
-//! for how it is chosen). A chunk is locked when its first long-term pin
+//! power of two, at most a 2 MiB block, one page unless
+//! [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)
+//! asks for more). A chunk is locked when its first long-term pin
 //! arrives and stays locked while any long-term pin on any of its pages
 //! lives; the pins in between cost no syscall and, on the fast path, no
 //! lock. With transparent huge pages a 2 MiB chunk is one folio, and locking
@@ -268,12 +269,11 @@ pub(crate) fn is_locked(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64) -> b
     })
 }
 
-/// The chunk granularity, in pages, for a memory with this memlock limit
-/// and an explicit chunk size in bytes, if any (see
-/// [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)); returned as log2.
-pub(crate) fn chunk_shift(page_shift: u32, memlock_limit: u64, explicit: Option<u64>, max_pages: u64) -> u32 {
-    let bytes = explicit.unwrap_or(memlock_limit / 32);
-    let pages = (bytes >> page_shift).clamp(1, max_pages);
+/// log2 of the chunk granularity in pages for a chunk size in bytes, if
+/// any (see [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)):
+/// one page by default, at most `max_pages`.
+pub(crate) fn chunk_shift(page_shift: u32, bytes: Option<u64>, max_pages: u64) -> u32 {
+    let pages = (bytes.unwrap_or(0) >> page_shift).clamp(1, max_pages);
     // Largest power of two not above: a chunk is aligned and divides a block.
     63 - pages.leading_zeros()
 }
@@ -283,11 +283,12 @@ mod tests {
     #[test]
     fn chunk_shift_rule() {
         use super::chunk_shift;
-        assert_eq!(chunk_shift(12, 64 << 20, None, 512), 9);
-        assert_eq!(chunk_shift(12, 8 << 20, None, 512), 6);
-        assert_eq!(chunk_shift(12, 8192, None, 512), 0);
-        assert_eq!(chunk_shift(12, 64 << 20, Some(4096), 512), 0);
-        assert_eq!(chunk_shift(12, 64 << 20, Some(12288), 512), 1);
-        assert_eq!(chunk_shift(12, 0, Some(1 << 30), 512), 9);
+        assert_eq!(chunk_shift(12, None, 512), 0);
+        assert_eq!(chunk_shift(12, Some(100), 512), 0);
+        assert_eq!(chunk_shift(12, Some(4096), 512), 0);
+        assert_eq!(chunk_shift(12, Some(12288), 512), 1);
+        assert_eq!(chunk_shift(12, Some(256 << 10), 512), 6);
+        assert_eq!(chunk_shift(12, Some(2 << 20), 512), 9);
+        assert_eq!(chunk_shift(12, Some(1 << 30), 512), 9);
     }
 }

@@ -36,12 +36,14 @@ pub struct MmConfig {
     /// (`RLIMIT_MEMLOCK` for this memory).
     pub memlock_limit_bytes: u64,
     /// The unit in which long-term pins lock pages resident and are charged
-    /// (see [`crate::longterm`]): rounded down to a power of two between the
-    /// host page size and 2 MiB. `None` (the default) picks
-    /// `memlock_limit_bytes / 32`, so that at least 32 separate long-term
-    /// regions fit under the limit: 2 MiB chunks for the default 64 MiB
-    /// limit, one page (the kernel's exact per-page accounting) for limits
-    /// of 128 KiB or less. `Some(page size)` asks for per-page accounting.
+    /// (see [`crate::longterm`]), rounded down to a power of two between the
+    /// host page size and 2 MiB. `None` (the default) is one page: the
+    /// kernel's exact per-page accounting, one `mlock` per newly pinned run.
+    /// `Some(2 << 20)` locks 2 MiB chunks and keeps each locked while any
+    /// long-term pin in it lives: the pins after a chunk's first cost no
+    /// syscall and no lock (with [`huge_pages`](Self::huge_pages), ~14
+    /// ns/page at 512 pages per call, see `docs/BENCHMARKS.md`), and a pin
+    /// of one page charges its whole chunk.
     pub longterm_chunk_bytes: Option<u64>,
     /// Back the memory with transparent huge pages (`MADV_HUGEPAGE` on a
     /// 2 MiB-aligned reservation): first touches fault 2 MiB at a time, and
@@ -55,7 +57,7 @@ pub struct MmConfig {
 impl Default for MmConfig {
     /// 0 bytes accessible, no maximum, a 4 GiB reservation with a 32 MiB
     /// guard (wasmtime's defaults for a 32-bit memory), 64 MiB memlock limit,
-    /// automatic long-term chunks, transparent huge pages.
+    /// per-page long-term accounting, transparent huge pages.
     fn default() -> Self {
         MmConfig {
             initial_bytes: 0,
@@ -217,12 +219,7 @@ impl Mm {
             len: AtomicU64::new(0),
             table: PageTable::new(
                 reserved / page,
-                crate::longterm::chunk_shift(
-                    page.trailing_zeros(),
-                    config.memlock_limit_bytes,
-                    config.longterm_chunk_bytes,
-                    BLOCK_PAGES,
-                ),
+                crate::longterm::chunk_shift(page.trailing_zeros(), config.longterm_chunk_bytes, BLOCK_PAGES),
             ),
             lock: Mutex::new(Inner { committed }),
             locked_bytes: AtomicU64::new(0),

@@ -45,6 +45,7 @@ use wasmtime::{
 pub struct PinMemoryCreator {
     id: usize,
     memlock_limit_bytes: u64,
+    longterm_chunk_bytes: Option<u64>,
     registry: Arc<Registry>,
     created: AtomicUsize,
     pool: Option<Arc<MemoryPool>>,
@@ -83,6 +84,14 @@ impl PinMemoryCreator {
         Self::build(bytes, None)
     }
 
+    /// A creator whose memories each get `memlock_limit_bytes` of memlock
+    /// limit and lock long-term pins in chunks of `longterm_chunk_bytes`
+    /// ([`MmConfig::longterm_chunk_bytes`]: e.g. `Some(2 << 20)` for
+    /// registered buffers pinned page by page at the kernel's cost).
+    pub fn with_longterm_chunks(memlock_limit_bytes: u64, longterm_chunk_bytes: Option<u64>) -> Arc<Self> {
+        Self::build_with(memlock_limit_bytes, longterm_chunk_bytes, None)
+    }
+
     /// A pooled creator: every memory lives on a slot of a new
     /// [`MemoryPool`] (reserved now, once), is reset when its last reference
     /// goes, and a memory dropped under pins keeps its slot quarantined until
@@ -112,10 +121,19 @@ impl PinMemoryCreator {
     }
 
     fn build(memlock_limit_bytes: u64, pool: Option<Arc<MemoryPool>>) -> Arc<Self> {
+        Self::build_with(memlock_limit_bytes, None, pool)
+    }
+
+    fn build_with(
+        memlock_limit_bytes: u64,
+        longterm_chunk_bytes: Option<u64>,
+        pool: Option<Arc<MemoryPool>>,
+    ) -> Arc<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         Arc::new(PinMemoryCreator {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             memlock_limit_bytes,
+            longterm_chunk_bytes,
             registry: Arc::new(Mutex::new(HashMap::new())),
             created: AtomicUsize::new(0),
             pool,
@@ -337,6 +355,7 @@ unsafe impl MemoryCreator for PinMemoryCreator {
                 reservation_bytes: reservation as u64,
                 guard_bytes: guard_size_in_bytes as u64,
                 memlock_limit_bytes: self.memlock_limit_bytes,
+                longterm_chunk_bytes: self.longterm_chunk_bytes,
                 ..MmConfig::default()
             })
             .map_err(PoolError::Mm),

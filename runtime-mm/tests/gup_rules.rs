@@ -286,8 +286,7 @@ fn remote_pins_are_counted_as_remote() {
     let c = pin_longterm_pages_remote(&m, 0, 1, GupFlags::empty()).unwrap();
     assert!(c.is_longterm());
     assert_eq!(m.stats().remote_pages, 4);
-    // The default limit locks in 2 MiB chunks, clipped to the 4-page memory.
-    assert_eq!(m.stats().locked_bytes, 4 * PAGE);
+    assert_eq!(m.stats().locked_bytes, PAGE);
     drop((a, b, c));
     assert_eq!(m.stats().locked_bytes, 0);
 }
@@ -354,10 +353,10 @@ fn longterm_pages_are_locked_resident() {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     // Other tests in this binary may lock pages too: compare with our own range.
-    assert!(vm_lck() >= 256, "VmLck {} kB", vm_lck());
-    // The charge is the locked chunk: the whole 64-page memory (one 2 MiB
-    // chunk, clipped to the length).
-    assert_eq!(m.stats().locked_bytes, 64 * PAGE);
+    assert!(vm_lck() >= 16, "VmLck {} kB", vm_lck());
+    // mincore-free check: munlock of our range must succeed, proving it was locked
+    // is not observable portably; instead check that the charge is exact.
+    assert_eq!(m.stats().locked_bytes, 4 * PAGE);
     drop(p);
     assert_eq!(m.stats().locked_bytes, 0);
 }

@@ -15,6 +15,7 @@ fn mm(bytes: u64, limit: u64) -> Arc<Mm> {
         initial_bytes: bytes,
         reservation_bytes: 64 << 20,
         memlock_limit_bytes: limit,
+        longterm_chunk_bytes: Some(CHUNK),
         ..Default::default()
     })
     .unwrap()
@@ -49,7 +50,7 @@ fn our_locked_kb(m: &Mm) -> u64 {
 }
 
 #[test]
-fn default_limit_locks_whole_chunks_once() {
+fn a_chunk_is_locked_once_and_kept_while_pins_live() {
     let m = mm(3 * CHUNK, 64 << 20);
     let a = pin_longterm_pages(&m, PAGE, 1, GupFlags::WRITE).unwrap();
     assert_eq!(m.stats().locked_bytes, CHUNK, "the first pin locks its chunk");
@@ -77,14 +78,7 @@ fn default_limit_locks_whole_chunks_once() {
 
 #[test]
 fn the_limit_counts_chunks() {
-    // (A 4 MiB limit alone would pick 128 KiB chunks: limit / 32.)
-    let m = Mm::new(MmConfig {
-        initial_bytes: 4 * CHUNK,
-        memlock_limit_bytes: 2 * CHUNK,
-        longterm_chunk_bytes: Some(CHUNK),
-        ..Default::default()
-    })
-    .unwrap();
+    let m = mm(4 * CHUNK, 2 * CHUNK);
     let _a = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
     let _b = pin_longterm_pages(&m, CHUNK, 1, GupFlags::empty()).unwrap();
     assert_eq!(m.stats().locked_bytes, 2 * CHUNK);
@@ -157,19 +151,30 @@ fn discard_beside_a_longterm_pin_zeroes_in_place() {
 }
 
 #[test]
-fn the_automatic_chunk_is_a_32nd_of_the_limit() {
-    let m = mm(CHUNK, 4 << 20);
-    let _a = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
-    assert_eq!(m.stats().locked_bytes, 128 << 10);
-    let _b = pin_longterm_pages(&m, 33 * PAGE, 1, GupFlags::empty()).unwrap();
-    assert_eq!(m.stats().locked_bytes, 256 << 10);
+fn chunks_are_a_power_of_two_of_pages_up_to_2_mib() {
+    let with = |bytes| {
+        let m = Mm::new(MmConfig {
+            initial_bytes: 8 << 20,
+            longterm_chunk_bytes: Some(bytes),
+            ..Default::default()
+        })
+        .unwrap();
+        drop(pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap());
+        let p = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
+        let charged = m.stats().locked_bytes;
+        drop(p);
+        charged
+    };
+    assert_eq!(with(128 << 10), 128 << 10);
+    assert_eq!(with(200 << 10), 128 << 10, "rounded down to a power of two");
+    assert_eq!(with(1), PAGE, "at least a page");
+    assert_eq!(with(64 << 20), CHUNK, "at most 2 MiB");
 }
 
 #[test]
-fn explicit_page_chunks_charge_per_page() {
+fn by_default_long_term_pins_charge_per_page() {
     let m = Mm::new(MmConfig {
         initial_bytes: CHUNK,
-        longterm_chunk_bytes: Some(PAGE),
         ..Default::default()
     })
     .unwrap();
@@ -233,4 +238,21 @@ fn accounting_does_not_drift_under_concurrency() {
     for p in 0..4 * CHUNK_PAGES as u64 {
         assert_eq!(m.page_state(p * PAGE).unwrap().longterm, 0);
     }
+}
+
+/// wasmtime memories from a creator asked for chunks get them.
+#[cfg(feature = "wasmtime")]
+#[test]
+fn a_creator_hands_its_chunk_size_to_its_memories() {
+    let creator = runtime_mm::PinMemoryCreator::with_longterm_chunks(64 << 20, Some(CHUNK));
+    let engine = creator.build_engine(&mut wasmtime::Config::new()).unwrap();
+    let module = wasmtime::Module::new(&engine, r#"(module (memory (export "memory") 64))"#).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let m = creator.mm_of_memory(&store, &memory).unwrap();
+    let p = pin_longterm_pages(&m, 0, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, CHUNK);
+    drop(p);
+    assert_eq!(m.stats().locked_bytes, 0);
 }

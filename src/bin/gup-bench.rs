@@ -15,7 +15,7 @@
 //! (there hugetlbfs, here transparent huge pages on a 2 MiB-aligned region:
 //! [`MmConfig::huge_pages`]); without it the region has 4 KiB pages. `-c KB`
 //! sets the long-term lock chunk ([`MmConfig::longterm_chunk_bytes`];
-//! default: automatic, 2 MiB here).
+//! default: one page, the kernel's accounting; `-c 2048` for 2 MiB chunks).
 //!
 //! `--pooled` puts the region on a one-slot [`MemoryPool`] instead of its own
 //! mapping, and at the end also times the slot's reset (the region is then
