@@ -10,8 +10,11 @@
 //! - `fresh/<fresh|repin>_64k`: `pin_user_pages_fast` of a 64 KiB buffer
 //!   never pinned before (a new one each call) vs the same buffer again
 //!   (issue 12.1: the first pin of a fresh page costs ≤ 1.5× a re-pin).
-//! - `longterm/<pages>`: `pin_longterm_pages_fast` + unpin, the first
-//!   long-term pin of each page every time (issue 12.3).
+//! - `longterm/cold_chunk/<thp|4k>/<pages>`: `pin_longterm_pages_fast` +
+//!   unpin that locks and unlocks its 2 MiB chunk every time, on huge and on
+//!   4 KiB pages; `longterm/warm_chunk/<thp|4k>/1`: the same beside another
+//!   long-term pin that keeps the chunk locked (lock-free), next to
+//!   `short_term` (`pin_user_pages_fast`) of the same page (issue 12.3).
 
 mod mutex_baseline;
 
@@ -169,22 +172,47 @@ fn fresh(c: &mut Criterion) {
 fn longterm(c: &mut Criterion) {
     let mut g = c.benchmark_group("longterm");
     g.sample_size(20);
-    for pages in [1usize, 512] {
+    for huge in [true, false] {
+        let backing = if huge { "thp" } else { "4k" };
         let mm = Mm::new(MmConfig {
             initial_bytes: 4 << 20,
-            memlock_limit_bytes: 4 << 20,
+            huge_pages: huge,
+            longterm_chunk_bytes: Some(2 << 20),
             ..Default::default()
         })
         .unwrap();
         drop(gup::pin_user_pages(&mm, 0, 1024, GupFlags::WRITE).unwrap());
-        g.throughput(Throughput::Elements(pages as u64));
-        g.bench_function(BenchmarkId::new("pin_longterm_pages_fast", pages), |b| {
+        for pages in [1usize, 512] {
+            // Every call locks its chunk and every release unlocks it.
+            g.throughput(Throughput::Elements(pages as u64));
+            g.bench_function(BenchmarkId::new(format!("cold_chunk/{backing}"), pages), |b| {
+                b.iter(|| {
+                    gup::pin_longterm_pages_fast(&mm, 0, black_box(pages), GupFlags::WRITE)
+                        .unwrap()
+                        .unpin()
+                })
+            });
+        }
+        // A long-term pin elsewhere in the chunk keeps it locked: the
+        // steady state of registered buffers (and of gup_test -L), beside a
+        // short-term pin of the same page.
+        let keep = gup::pin_longterm_pages(&mm, 511 * PAGE, 1, GupFlags::empty()).unwrap();
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new(format!("warm_chunk/{backing}"), 1), |b| {
             b.iter(|| {
-                gup::pin_longterm_pages_fast(&mm, 0, black_box(pages), GupFlags::WRITE)
+                gup::pin_longterm_pages_fast(&mm, 0, black_box(1), GupFlags::WRITE)
                     .unwrap()
                     .unpin()
             })
         });
+        g.bench_function(BenchmarkId::new(format!("short_term/{backing}"), 1), |b| {
+            b.iter(|| {
+                gup::pin_user_pages_fast(&mm, 0, black_box(1), GupFlags::WRITE)
+                    .unwrap()
+                    .unpin()
+            })
+        });
+        drop(keep);
     }
     g.finish();
 }

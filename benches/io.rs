@@ -6,102 +6,17 @@
 //! preview1 `fd_read` (the peer), (v) `pread` into a host buffer, then a copy
 //! into guest memory.
 
+#[path = "support/io_common.rs"]
+mod io_common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
 use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket};
-use host_api::{BackendKind, IoConfig, MmHost, PinCtx, PinView, Quotas};
-use runtime_mm::{Mm, MmConfig};
+use host_api::{BackendKind, PinView};
+use io_common::*;
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::Resource;
-use wasmtime_wasi::filesystem::{Descriptor, File};
-use wasmtime_wasi::{FsPerms, OpenMode};
-
-const SIZE: usize = 256 << 20;
-const CHUNK: usize = 1 << 20;
-const DEST: u64 = 16 << 20;
-
-/// A zeroed, page-aligned host buffer.
-struct AlignedBuf(*mut u8, std::alloc::Layout);
-
-impl AlignedBuf {
-    fn new(len: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        AlignedBuf(ptr, layout)
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `self.0` is a live allocation of `self.1.size()` initialised bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.0, self.1.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.0, self.1) }
-    }
-}
-
-fn b<T: 'static>(r: &Resource<T>) -> Resource<T> {
-    Resource::new_borrow(r.rep())
-}
-
-fn input() -> PathBuf {
-    let dir = std::env::temp_dir().join("wasm-pin-bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("input.bin");
-    if std::fs::metadata(&path).map(|m| m.len() as usize).ok() != Some(SIZE) {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..SIZE / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect();
-        std::fs::write(&path, data).unwrap();
-    }
-    // Warm the page cache.
-    std::fs::read(&path).unwrap();
-    path
-}
-
-/// A WASI descriptor for reading `path`, as `open-at` makes one.
-fn open(h: &mut MmHost, path: &std::path::Path) -> Resource<Descriptor> {
-    let f = std::fs::File::open(path).unwrap();
-    let d = Descriptor::File(File::new(f, FsPerms::ReadOnly, OpenMode::READ, false));
-    h.table.push(d).unwrap()
-}
-
-fn host(backend: BackendKind) -> (MmHost, Arc<Mm>) {
-    let mm = Mm::new(MmConfig {
-        initial_bytes: DEST + SIZE as u64,
-        memlock_limit_bytes: 2 * SIZE as u64,
-        ..Default::default()
-    })
-    .unwrap();
-    let quotas = Quotas {
-        max_pins: 64,
-        max_pinned_bytes: 2 * SIZE as u64,
-        max_longterm_bytes: 2 * SIZE as u64,
-        ..Default::default()
-    };
-    let io = IoConfig {
-        backend,
-        queue_depth: 16,
-        ..IoConfig::default()
-    };
-    let mut h = MmHost::from(PinCtx::new(quotas).with_io(io));
-    h.attach(mm.clone());
-    (h, mm)
-}
 
 fn read_256mib(c: &mut Criterion) {
     let path = input();
