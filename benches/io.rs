@@ -4,10 +4,14 @@
 //! `read-at` into pinned guest pages, (iii) our io_uring path (8 reads in
 //! flight on a registered long-term pin), (iv) a guest calling wasmtime-wasi's
 //! preview1 `fd_read` (the peer), (v) `pread` into a host buffer, then a copy
-//! into guest memory.
+//! into guest memory, (vi) a guest reading through WASI p2's
+//! `input-stream.blocking-read` (the other peer). Native `O_DIRECT`, the
+//! other limit, is in `direct_io.rs`.
 
 #[path = "support/io_common.rs"]
 mod io_common;
+#[path = "../tests/support/wasi_state.rs"]
+mod wasi_state;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
@@ -112,6 +116,30 @@ fn read_256mib(c: &mut Criterion) {
         let read_all = instance.get_typed_func::<(), i64>(&mut store, "read_all").unwrap();
         g.bench_function("wasi_p1_fd_read", |bch| {
             bch.iter(|| assert_eq!(read_all.call(&mut store, ()).unwrap(), SIZE as i64))
+        });
+    }
+
+    // (vi) the peer a WASI program uses today: p2 `input-stream.blocking-read`
+    // (1 MiB per call, each a copy into guest memory).
+    {
+        let creator = runtime_mm::PinMemoryCreator::new();
+        let mut config = wasmtime::Config::new();
+        creator.install(&mut config);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let mut linker = wasmtime::component::Linker::<wasi_state::State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        host_api::add_to_linker_sync(&mut linker).unwrap();
+        let component =
+            wasmtime::component::Component::new(&engine, wasm_pin_guests::component("bench_p2_stream_read").unwrap())
+                .unwrap();
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadWrite)
+            .unwrap();
+        let state = wasi_state::State::new(wasi.build(), host_api::PinCtx::default());
+        let mut store = wasmtime::Store::new(&engine, state);
+        let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+        g.bench_function("wasi_p2_input_stream", |bch| {
+            bch.iter(|| guest.call_run(&mut store).unwrap().unwrap())
         });
     }
 
