@@ -27,13 +27,6 @@ use wasmtime_wasi::OpenMode;
 /// logical block size Linux filesystems use.
 pub const ALIGN: u32 = 4096;
 
-/// Whether `file` was opened with `O_DIRECT`.
-pub(crate) fn is_direct(file: &File) -> bool {
-    // SAFETY: F_GETFL on an fd the `File` owns and keeps open.
-    let fl = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-    fl >= 0 && fl & libc::O_DIRECT != 0
-}
-
 /// `inval` unless a direct transfer of `len` bytes at file offset `at` into
 /// (or from) `ptr` is block aligned.
 pub(crate) fn check_aligned(ptr: *const u8, len: u32, at: u64) -> Result<(), Errno> {
@@ -90,6 +83,14 @@ pub(crate) struct OwnFiles(Vec<Weak<File>>);
 impl OwnFiles {
     pub(crate) fn live(&self) -> u32 {
         self.0.iter().filter(|w| w.strong_count() > 0).count() as u32
+    }
+
+    /// Whether `file` is one of them, i.e. was opened with `O_DIRECT` (the
+    /// only files a guest can open so; WASI's `open-at` has no such flag).
+    /// No syscall: identity of the open file, which a `Weak` keeps unique
+    /// for as long as it is listed.
+    pub(crate) fn is_direct(&self, file: &Arc<File>) -> bool {
+        self.0.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(file)))
     }
 
     pub(crate) fn add(&mut self, d: &Descriptor) {

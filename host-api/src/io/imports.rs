@@ -112,7 +112,7 @@ impl PinCtxView<'_> {
     ) -> std::result::Result<Transfer, E> {
         let file = descriptor::file(self.table, fd, read)?;
         let (pages, ptr) = self.buffer(buf, off, len, read)?;
-        if direct::is_direct(&file) {
+        if self.ctx.own_files.is_direct(&file) {
             direct::check_aligned(ptr, len, at)?;
         }
         Ok(Transfer { file, pages, ptr, len })
@@ -166,7 +166,7 @@ impl PinCtxView<'_> {
         at: u64,
     ) -> std::result::Result<Vectored, E> {
         let file = descriptor::file(self.table, fd, read)?;
-        let aligned = direct::is_direct(&file);
+        let aligned = self.ctx.own_files.is_direct(&file);
         let mut pins = Vec::with_capacity(bufs.len());
         let mut iov = Vec::with_capacity(bufs.len());
         for s in bufs {

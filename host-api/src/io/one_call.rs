@@ -57,7 +57,7 @@ impl PinCtxView<'_> {
             pin.mark_dirty();
         }
         let ptr = pin.as_ptr().wrapping_add((addr.value - start) as usize).cast_mut();
-        if direct::is_direct(&file) {
+        if self.ctx.own_files.is_direct(&file) {
             direct::check_aligned(ptr, len, at)?;
         }
         Ok(Transfer {
