@@ -82,7 +82,9 @@ pub fn run(
     };
     let state = CommandState {
         wasi: wasi.build(),
-        pins: PinCtx::new(Quotas::default()).with_io(io),
+        pins: PinCtx::new(Quotas::default())
+            .with_io(io)
+            .allow_cpu_clock(args.allow_cpu_clock),
         table: ResourceTable::new(),
     };
     let mut store = Store::new(engine, state);

@@ -69,6 +69,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub pooled: bool,
 
+    /// Let the guest read the host process's CPU time (wasm-pin:mm `host-cpu-time`); the demo always may.
+    #[arg(long)]
+    pub allow_cpu_clock: bool,
+
     /// The component to run, then its arguments (argv[0] is its file name); none: the built-in demo.
     #[arg(value_names = ["COMPONENT", "ARGS"], trailing_var_arg = true)]
     pub component_and_args: Vec<OsString>,

@@ -844,3 +844,19 @@ fn direct_io_refusals() {
         .unwrap();
     assert_eq!(host2.pins().open_direct(b(&fd)).unwrap().unwrap_err(), Errno::Opnotsupp);
 }
+
+/// `host-cpu-time` is `perm` unless the embedder allows it; allowed, it is
+/// the process's CPU time, which work moves forward.
+#[test]
+fn the_cpu_clock_is_the_embedders_to_give() {
+    let mut h = MmHost::from(PinCtx::default());
+    assert_eq!(h.pins().host_cpu_time().unwrap(), Err(Errno::Perm));
+    let mut h = MmHost::from(PinCtx::default().allow_cpu_clock(true));
+    let t0 = h.pins().host_cpu_time().unwrap().unwrap();
+    let mut x = 1u64;
+    for i in 0..20_000_000u64 {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    let t1 = h.pins().host_cpu_time().unwrap().unwrap();
+    assert!(t1 > t0, "{t0} -> {t1}");
+}

@@ -37,6 +37,7 @@ pub struct PinCtx {
     pub(crate) io: IoState,
     pub(crate) own_files: OwnFiles,
     pub(crate) net: NetCtx,
+    pub(crate) cpu_clock: bool,
     warned: AtomicBool,
 }
 
@@ -74,6 +75,7 @@ impl PinCtx {
             io: IoState::new(IoConfig::default()),
             own_files: OwnFiles::default(),
             net: NetCtx::default(),
+            cpu_clock: false,
             warned: AtomicBool::new(false),
         }
     }
@@ -90,6 +92,23 @@ impl PinCtx {
     pub fn socket_addr_check(mut self, check: SocketAddrCheck) -> Self {
         self.net.check = Some(check);
         self
+    }
+
+    /// Lets the guest read the host process's CPU time (`host-cpu-time`),
+    /// e.g. for a benchmark like the demo's. Off by default: it tells the
+    /// guest how busy the host is.
+    pub fn allow_cpu_clock(mut self, allow: bool) -> Self {
+        self.cpu_clock = allow;
+        self
+    }
+
+    /// The host process's CPU time (user + system), if the guest may see it.
+    pub(crate) fn cpu_time(&self) -> Result<u64, runtime_mm::Errno> {
+        if !self.cpu_clock {
+            return Err(runtime_mm::Errno::Perm);
+        }
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Ok(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
     }
 
     /// Allows every socket address (as `WasiCtxBuilder::inherit_network`).

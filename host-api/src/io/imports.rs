@@ -389,6 +389,10 @@ impl Host for PinCtxView<'_> {
     fn direct_alignment(&mut self) -> Result<u32> {
         Ok(direct::ALIGN)
     }
+
+    fn host_cpu_time(&mut self) -> R<u64> {
+        ok(self.ctx.cpu_time())
+    }
 }
 
 impl HostIoTicket for PinCtxView<'_> {

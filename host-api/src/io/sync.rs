@@ -61,6 +61,9 @@ pub(crate) fn add_zero_copy_io<T: 'static>(linker: &mut Linker<T>, get: fn(&mut 
     inst.func_wrap("direct-alignment", move |_: StoreContextMut<'_, T>, (): ()| {
         Ok((super::direct::ALIGN,))
     })?;
+    inst.func_wrap("host-cpu-time", move |mut s: StoreContextMut<'_, T>, (): ()| {
+        Ok((get(s.data_mut()).ctx.cpu_time().map_err(Errno::from),))
+    })?;
     inst.func_wrap(
         "io-backend",
         move |mut s: StoreContextMut<'_, T>, (): ()| -> Result<(WitBackend,)> { Ok((get(s.data_mut()).backend_of(),)) },

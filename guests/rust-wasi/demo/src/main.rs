@@ -4,23 +4,25 @@
 //! 1. Copies INPUT to COPY zero-copy (reads and writes on the same pinned
 //!    buffers), for the host to compare with INPUT; this also warms the page
 //!    cache and the host's I/O backend for both timed passes.
-//! 2. Reads INPUT zero-copy: four pinned 1 MiB buffers, four asynchronous
+//! 2. Reads INPUT zero-copy: eight pinned 1 MiB buffers, eight asynchronous
 //!    reads in flight (the host's io_uring or worker threads write the file's
-//!    bytes straight into this program's memory). The buffers are pinned
-//!    short-term (lock-free); with `--longterm` they are pinned long-term,
-//!    which the host may register (io_uring fixed buffers) but whose first
-//!    pin of a page must lock it resident.
+//!    bytes straight into this program's memory), once with direct I/O
+//!    (`open-direct`: device → guest memory, no page cache) where the
+//!    filesystem allows it, and once through the page cache. The buffers are
+//!    pinned short-term (lock-free); with `--longterm` they are pinned
+//!    long-term, which the host may register (io_uring fixed buffers).
 //! 3. Reads INPUT again through WASI p2's `input-stream.blocking-read`, which
 //!    copies every byte into a fresh list.
 //!
-//! Prints both read throughputs and their ratio, and the pin counters.
+//! Prints each pass's throughput and the host CPU time it took (when the
+//! host allows `host-cpu-time`), the ratios, and the pin counters.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasm_pin_sdk::raw::streams::StreamError;
 use wasm_pin_sdk::{raw, Error, File, PinnedBuf};
 
 const CHUNK: usize = 1 << 20;
-const DEPTH: usize = 4;
+const DEPTH: usize = 8;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -85,6 +87,30 @@ fn streamed(file: &File) -> Result<u64, Error> {
     }
 }
 
+/// One timed pass: bytes, throughput and the host's CPU time for it.
+#[derive(Clone, Copy)]
+struct Pass {
+    bytes: u64,
+    mib_s: f64,
+    cpu: Option<Duration>,
+}
+
+/// Runs `read` once and prints what it took.
+fn timed(name: &str, read: impl FnOnce() -> Result<u64, Error>) -> Result<Pass, Error> {
+    let cpu0 = wasm_pin_sdk::host_cpu_time().ok();
+    let t = Instant::now();
+    let bytes = read()?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu0.and_then(|c0| Some(wasm_pin_sdk::host_cpu_time().ok()? - c0));
+    let mib_s = mib_s(bytes, secs);
+    let cpu_text = match cpu {
+        Some(c) => format!(", host CPU {:.0} ms ({:.0} ms/GiB)", c.as_secs_f64() * 1e3, c.as_secs_f64() * 1e3 * (1u64 << 30) as f64 / bytes.max(1) as f64),
+        None => String::new(),
+    };
+    println!("  {name:<23}{bytes} bytes in {secs:.3} s, {mib_s:.0} MiB/s{cpu_text}");
+    Ok(Pass { bytes, mib_s, cpu })
+}
+
 fn mib_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs
 }
@@ -114,23 +140,36 @@ fn run(input: &str, copy: &str, longterm: bool) -> Result<(), Error> {
     let mut head = vec![0u8; 4096];
     let n = file.read_into(&mut head, 0)?;
     out.write_from(&head[..n], 0)?;
-    let t = Instant::now();
-    let zc = zero_copy(&file, &mut bufs, None)?;
-    let zc_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let st = streamed(&file)?;
-    let st_secs = t.elapsed().as_secs_f64();
-    let (a, b) = (mib_s(zc, zc_secs), mib_s(st, st_secs));
-    println!("  zero-copy read:        {zc} bytes in {zc_secs:.3} s, {a:.0} MiB/s");
-    println!("  WASI input-stream:     {st} bytes in {st_secs:.3} s, {b:.0} MiB/s (copies every byte)");
-    println!("  ratio:                 {:.2}x", a / b);
+    let direct = match file.open_direct() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("  (no direct I/O on this filesystem: {e}; zero-copy reads use the page cache only)");
+            None
+        }
+    };
+    let zd = direct
+        .as_ref()
+        .map(|d| timed("zero-copy, direct I/O:", || zero_copy(d, &mut bufs, None)))
+        .transpose()?;
+    let zc = timed("zero-copy, page cache:", || zero_copy(&file, &mut bufs, None))?;
+    let st = timed("WASI input-stream:", || streamed(&file))?;
+    println!("  (the input-stream copies every byte into a fresh list; zero-copy reads land in pinned pages)");
+    for (name, p) in [("direct I/O", zd), ("page cache", Some(zc))] {
+        let Some(p) = p else { continue };
+        let cpu = match (p.cpu, st.cpu) {
+            (Some(a), Some(b)) if !a.is_zero() => format!(", {:.1}x less host CPU per byte", b.as_secs_f64() / a.as_secs_f64()),
+            _ => String::new(),
+        };
+        println!("  ratio, zero-copy ({name}) / input-stream: {:.2}x the throughput{cpu}", p.mib_s / st.mib_s);
+    }
     drop(bufs);
+    let (zc, st) = (zc.bytes, st.bytes);
     let s = wasm_pin_sdk::stats();
     println!(
         "  pins (guest's view):   {} pages acquired, {} released; {} lock-free, {} locked",
         s.foll_pin_acquired, s.foll_pin_released, s.fast_path_pages, s.slow_path_pages
     );
-    if zc != size || st != size || copied != size {
+    if zc != size || st != size || copied != size || zd.is_some_and(|p| p.bytes != size) {
         eprintln!("demo: short read: {zc} / {st} / {copied} of {size} bytes");
         std::process::exit(1);
     }

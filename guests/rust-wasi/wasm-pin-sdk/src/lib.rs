@@ -118,6 +118,13 @@ pub fn page_size() -> usize {
     bindings::wasm_pin::mm::gup::page_size() as usize
 }
 
+/// The host process's CPU time so far (user + system, every host thread),
+/// to measure what I/O costs; `perm` unless the host allows it.
+pub fn host_cpu_time() -> Result<std::time::Duration, Error> {
+    let ns = bindings::wasm_pin::mm::zero_copy_io::host_cpu_time()?;
+    Ok(std::time::Duration::from_nanos(ns))
+}
+
 /// The pin counters of this program's memory (pages pinned and released,
 /// lock-free and locked pages, ...).
 pub fn stats() -> raw::gup::MmStats {
