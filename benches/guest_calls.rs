@@ -2,6 +2,7 @@
 //! guest pins and unpins a 64 KiB buffer through the WIT imports
 //! (`pin-user-pages-fast`, then a handle drop), the same with the batched
 //! imports (16 buffers per `pin-user-pages-fast-batch` and `unpin-batch`),
+//! the same as one `pinned-vec` (`pin-user-pages-fast-vec`, `unpin-all`),
 //! against the same guest loop calling the cheapest import. Each guest `run`
 //! makes 10000 pin+unpin pairs (or empty calls); criterion reports per pair.
 //!
@@ -36,6 +37,7 @@ fn guest_calls(c: &mut Criterion) {
     for (name, guest) in [
         ("pin_unpin_64k", "bench_pin_loop"),
         ("pin_unpin_64k_batched_16", "bench_pin_batch"),
+        ("pin_unpin_64k_vec_16", "bench_pin_vec"),
         ("empty_import", "bench_empty_loop"),
     ] {
         let component =
@@ -75,9 +77,9 @@ fn one_call(c: &mut Criterion) {
         let mut store = wasmtime::Store::new(&engine, state);
         let instance = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         g.bench_function(name, |b| b.iter(|| instance.call_run(&mut store).unwrap().unwrap()));
-        if guest == "bench_read_into" {
-            // The `pread` itself, native, into the very guest buffer.
-            let mm = store.data().pins.memory().unwrap().clone();
+        // The `pread` itself, native, into the very guest buffer (the guest
+        // ran above, unless a filter skipped it).
+        if let (true, Some(mm)) = (guest == "bench_read_into", store.data().pins.memory().cloned()) {
             let file = std::fs::File::open(dir.join("input.bin")).unwrap();
             let dst = mm.base().wrapping_add(0x10000);
             g.bench_function("native_pread_64k_into_guest_memory", |b| {

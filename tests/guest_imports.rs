@@ -231,3 +231,15 @@ fn batched_pins_and_unpins() {
     );
     assert_eq!(run.mm.stats().foll_pin_acquired, 8 * 16);
 }
+
+/// The combined import from a component: 625 vectors of 16 ranges, each
+/// checked whole by the guest, all released.
+#[test]
+fn pin_vectors_from_a_component() {
+    let run = run_component("bench_pin_vec", Quotas::default());
+    assert_eq!(run.result.as_ref().unwrap(), &Ok(()));
+    let s = run.mm.stats();
+    assert_eq!((s.foll_pin_acquired, s.foll_pin_released), (10_000 * 16, 10_000 * 16));
+    assert_eq!(run.store.data().mm.usage(), (0, 0, 0));
+    assert_clean_after_drop(run);
+}

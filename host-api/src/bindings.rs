@@ -37,6 +37,7 @@ wasmtime::component::bindgen!({
     with: {
         "wasi": wasmtime_wasi::p2::bindings,
         "wasm-pin:mm/gup.pinned-pages": crate::GuestPin,
+        "wasm-pin:mm/gup.pinned-vec": crate::GuestPinVec,
         "wasm-pin:mm/gup.memory-grant": crate::GuestGrant,
         "wasm-pin:mm/zero-copy-io.io-ticket": crate::io::GuestTicket,
         "wasm-pin:mm/zero-copy-net.tcp-listener": crate::net::TcpListener,

@@ -1,16 +1,19 @@
 //! The `gup` imports for component guests: the generated `Host` traits
 //! implemented on [`PinCtxView`], and their registration (`add_gup`).
 
-use crate::bindings::wasm_pin::mm::gup::{Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, MmStats, PinRange};
+use crate::bindings::wasm_pin::mm::gup::{
+    Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, HostPinnedVec, MmStats, PinRange,
+};
 use crate::caller::Addr;
 use crate::pins::{checksum, PinKind};
 use crate::view::PinCtxView;
-use crate::{GuestGrant, GuestPin};
+use crate::{GuestGrant, GuestPin, GuestPinVec};
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime::Result;
 use wasmtime::StoreContextMut;
 
 type PinResult = Result<std::result::Result<Resource<GuestPin>, Errno>>;
+type VecResult = Result<std::result::Result<Resource<GuestPinVec>, Errno>>;
 
 impl PinCtxView<'_> {
     fn pin_own(&mut self, kind: PinKind, start: u64, nr_pages: u32, flags: GupFlags) -> PinResult {
@@ -67,6 +70,28 @@ impl HostPinnedPages for PinCtxView<'_> {
 
     fn drop(&mut self, pages: Resource<GuestPin>) -> Result<()> {
         self.release(pages, false).map_err(trap)
+    }
+}
+
+impl HostPinnedVec for PinCtxView<'_> {
+    fn count(&mut self, pins: Resource<GuestPinVec>) -> Result<u32> {
+        Ok(self.pinned_vec(&pins).map_err(trap)?.pins.len() as u32)
+    }
+
+    fn range(&mut self, pins: Resource<GuestPinVec>, i: u32) -> Result<Option<PinRange>> {
+        let v = self.pinned_vec(&pins).map_err(trap)?;
+        Ok(v.pins.get(i as usize).map(|p| PinRange {
+            start: p.start(),
+            nr_pages: p.len() as u32,
+        }))
+    }
+
+    fn unpin_all(&mut self, pins: Resource<GuestPinVec>, dirty: bool) -> Result<()> {
+        self.release_vec(pins, dirty).map_err(trap)
+    }
+
+    fn drop(&mut self, pins: Resource<GuestPinVec>) -> Result<()> {
+        self.release_vec(pins, false).map_err(trap)
     }
 }
 
@@ -139,6 +164,13 @@ impl Host for PinCtxView<'_> {
             .collect()
     }
 
+    fn pin_user_pages_fast_vec(&mut self, ranges: Vec<PinRange>, flags: GupFlags) -> VecResult {
+        let r = self
+            .own_mm()
+            .and_then(|mm| self.pin_vec(&mm, ranges.into_iter().map(|r| (r.start, r.nr_pages)), flags.into()));
+        Ok(r.map_err(Errno::from))
+    }
+
     fn unpin_batch(&mut self, pins: Vec<Resource<GuestPin>>, dirty: bool) -> Result<()> {
         pins.into_iter()
             .try_for_each(|p| HostPinnedPages::unpin(self, p, dirty))
@@ -154,6 +186,22 @@ impl Host for PinCtxView<'_> {
 }
 
 impl PinCtxView<'_> {
+    /// Local pins of several ranges, as one `pinned-vec`, on the calling
+    /// instance's own memory (every range's `Addr` carries it).
+    fn pin_caller_vec(&mut self, ranges: Vec<RangeArg>, flags: GupFlags) -> VecResult {
+        let mm = match ranges.first() {
+            Some(r) => r.start.memory(self.ctx.memory()),
+            None => self.ctx.memory().cloned(),
+        };
+        let Some(mm) = mm else {
+            self.ctx.warn_no_memory();
+            return Ok(Err(Errno::Opnotsupp));
+        };
+        self.ctx.attach(mm.clone());
+        let r = self.pin_vec(&mm, ranges.iter().map(|r| (r.start.value, r.nr_pages)), flags.into());
+        Ok(r.map_err(Errno::from))
+    }
+
     /// A local pin on the calling instance's own memory, found per call.
     fn pin_caller(&mut self, kind: PinKind, start: Addr, nr: u32, flags: GupFlags) -> PinResult {
         match start.memory(self.ctx.memory()) {
@@ -190,6 +238,9 @@ pub(crate) fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> Pin
     let mut inst = linker.instance("wasm-pin:mm/gup@0.1.0")?;
     inst.resource("pinned-pages", ResourceType::host::<GuestPin>(), move |mut s, rep| {
         HostPinnedPages::drop(&mut get(s.data_mut()), Resource::new_own(rep))
+    })?;
+    inst.resource("pinned-vec", ResourceType::host::<GuestPinVec>(), move |mut s, rep| {
+        HostPinnedVec::drop(&mut get(s.data_mut()), Resource::new_own(rep))
     })?;
     inst.resource("memory-grant", ResourceType::host::<GuestGrant>(), move |mut s, rep| {
         HostMemoryGrant::drop(&mut get(s.data_mut()), Resource::new_own(rep))
@@ -240,6 +291,28 @@ pub(crate) fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> Pin
                 .map(|r| v.pin_caller(PinKind::UserFast, r.start, r.nr_pages, flags))
                 .collect::<Result<Vec<_>>>()?;
             Ok((pins,))
+        },
+    )?;
+    inst.func_wrap(
+        "pin-user-pages-fast-vec",
+        move |mut s: StoreContextMut<'_, T>, (ranges, flags): (Vec<RangeArg>, GupFlags)| {
+            Ok((get(s.data_mut()).pin_caller_vec(ranges, flags)?,))
+        },
+    )?;
+    inst.func_wrap(
+        "[method]pinned-vec.count",
+        move |mut s: StoreContextMut<'_, T>, (p,): (Resource<GuestPinVec>,)| Ok((get(s.data_mut()).count(p)?,)),
+    )?;
+    inst.func_wrap(
+        "[method]pinned-vec.range",
+        move |mut s: StoreContextMut<'_, T>, (p, i): (Resource<GuestPinVec>, u32)| {
+            Ok((get(s.data_mut()).range(p, i)?,))
+        },
+    )?;
+    inst.func_wrap(
+        "[static]pinned-vec.unpin-all",
+        move |mut s: StoreContextMut<'_, T>, (p, dirty): (Resource<GuestPinVec>, bool)| {
+            get(s.data_mut()).unpin_all(p, dirty)
         },
     )?;
     inst.func_wrap(

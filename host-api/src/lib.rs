@@ -95,7 +95,7 @@ pub use core_abi::{add_to_core_linker, add_to_core_linker_with, MODULE as CORE_M
 pub use ctx::PinCtx;
 pub use io::{BackendKind, IoConfig, IoCounts};
 pub use net::SocketAddrCheck;
-pub use pins::{fnv1a, GuestGrant, GuestPin};
+pub use pins::{fnv1a, GuestGrant, GuestPin, GuestPinVec};
 pub use quotas::{Objects, Quotas};
 pub use view::{HasPin, MmHost, PinCtxView, PinView};
 

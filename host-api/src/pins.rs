@@ -19,6 +19,13 @@ pub struct GuestPin {
     pub pages: Arc<PinnedPages>,
 }
 
+/// A guest's pins of several ranges: the `pinned-vec` resource.
+#[derive(Debug)]
+pub struct GuestPinVec {
+    /// The pinned ranges, in the order asked.
+    pub pins: Vec<Arc<PinnedPages>>,
+}
+
 /// A memory granted to a guest: the `memory-grant` resource.
 #[derive(Debug, Clone)]
 pub struct GuestGrant {
@@ -70,6 +77,72 @@ impl PinCtxView<'_> {
         nr_pages: u32,
         flags: GupFlags,
     ) -> Result<Resource<GuestPin>, Errno> {
+        let pages = Arc::new(self.take(mm, kind, start, nr_pages, flags)?);
+        self.table.push(GuestPin { pages: pages.clone() }).map_err(|_| {
+            // Not stored (the table is full): the pin goes, with its quota.
+            self.uncount(&pages);
+            Errno::Again
+        })
+    }
+
+    /// `pin-user-pages-fast` on every range, all or nothing (see the WIT).
+    pub(crate) fn pin_vec(
+        &mut self,
+        mm: &Arc<Mm>,
+        ranges: impl Iterator<Item = (u64, u32)>,
+        flags: GupFlags,
+    ) -> Result<Resource<GuestPinVec>, Errno> {
+        let mut pins = Vec::with_capacity(ranges.size_hint().0);
+        for (start, nr) in ranges {
+            let taken = self.take(mm, PinKind::UserFast, start, nr, flags).map(Arc::new);
+            let err = match taken {
+                Ok(p) if p.len() == nr as usize => {
+                    pins.push(p);
+                    continue;
+                }
+                Ok(p) => {
+                    pins.push(p);
+                    Errno::Fault // the range runs past the memory
+                }
+                Err(e) => e,
+            };
+            pins.iter().for_each(|p| self.uncount(p));
+            return Err(err);
+        }
+        let kept = pins.clone();
+        self.table.push(GuestPinVec { pins }).map_err(|_| {
+            // Not stored (the table is full): the pins go, with their quota.
+            kept.iter().for_each(|p| self.uncount(p));
+            Errno::Again
+        })
+    }
+
+    /// The guest's pin vector behind `handle`, if it is one.
+    pub fn pinned_vec(&self, handle: &Resource<GuestPinVec>) -> Result<&GuestPinVec, Errno> {
+        self.table.get(handle).map_err(|_| Errno::BadF)
+    }
+
+    /// Removes the guest's pin vector; its pins are released.
+    pub(crate) fn release_vec(&mut self, handle: Resource<GuestPinVec>, dirty: bool) -> Result<(), Errno> {
+        let vec = self.table.delete(handle).map_err(|_| Errno::BadF)?;
+        for p in &vec.pins {
+            self.uncount(p);
+            if dirty {
+                p.mark_dirty();
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one pin under the quotas and counts it (see [`Self::pin_pages`]).
+    fn take(
+        &mut self,
+        mm: &Arc<Mm>,
+        kind: PinKind,
+        start: u64,
+        nr_pages: u32,
+        flags: GupFlags,
+    ) -> Result<PinnedPages, Errno> {
         let ctx = &mut *self.ctx;
         if ctx.pins >= ctx.quotas.max_pins {
             return Err(Errno::Again);
@@ -104,17 +177,27 @@ impl PinCtxView<'_> {
         }?;
         let bytes = pages.byte_len() as u64;
         debug_assert!(bytes <= room, "the clamp keeps every pin inside its quota");
-        let handle = self
-            .table
-            .push(GuestPin { pages: Arc::new(pages) })
-            .map_err(|_| Errno::Again)?;
         let ctx = &mut *self.ctx;
         ctx.pins += 1;
         ctx.pinned_bytes += bytes;
         if kind.longterm() {
             ctx.longterm_bytes += bytes;
         }
-        Ok(handle)
+        Ok(pages)
+    }
+
+    /// Gives a pin's quota back (the pin itself goes with its last holder).
+    fn uncount(&mut self, pages: &Arc<PinnedPages>) {
+        let bytes = pages.byte_len() as u64;
+        let ctx = &mut *self.ctx;
+        ctx.pins -= 1;
+        ctx.pinned_bytes -= bytes;
+        if pages.is_longterm() {
+            ctx.longterm_bytes -= bytes;
+        }
+        // A registered I/O buffer is unregistered; transfers in flight keep
+        // their own reference to the pin.
+        ctx.io.forget(pages);
     }
 
     /// The guest's pin behind `handle`, if it is one.
@@ -125,19 +208,10 @@ impl PinCtxView<'_> {
     /// Removes the guest's handle; the pin is released when no I/O holds it.
     pub(crate) fn release(&mut self, handle: Resource<GuestPin>, dirty: bool) -> Result<(), Errno> {
         let pin = self.delete(handle)?;
-        let bytes = pin.pages.byte_len() as u64;
-        let ctx = &mut *self.ctx;
-        ctx.pins -= 1;
-        ctx.pinned_bytes -= bytes;
-        if pin.pages.is_longterm() {
-            ctx.longterm_bytes -= bytes;
-        }
+        self.uncount(&pin.pages);
         if dirty {
             pin.pages.mark_dirty();
         }
-        // A registered I/O buffer is unregistered; transfers in flight keep
-        // their own reference to the pin.
-        ctx.io.forget(&pin.pages);
         Ok(())
     }
 
