@@ -20,10 +20,13 @@ pub struct GuestPin {
 }
 
 /// A guest's pins of several ranges: the `pinned-vec` resource.
+///
+/// Short-term pins only, never registered with an I/O backend and never
+/// lent to a transfer, so each is owned here (no `Arc` per range).
 #[derive(Debug)]
 pub struct GuestPinVec {
     /// The pinned ranges, in the order asked.
-    pub pins: Vec<Arc<PinnedPages>>,
+    pub pins: Vec<PinnedPages>,
 }
 
 /// A memory granted to a guest: the `memory-grant` resource.
@@ -81,6 +84,7 @@ impl PinCtxView<'_> {
         self.table.push(GuestPin { pages: pages.clone() }).map_err(|_| {
             // Not stored (the table is full): the pin goes, with its quota.
             self.uncount(&pages);
+            self.ctx.io.forget(&pages);
             Errno::Again
         })
     }
@@ -94,7 +98,7 @@ impl PinCtxView<'_> {
     ) -> Result<Resource<GuestPinVec>, Errno> {
         let mut pins = Vec::with_capacity(ranges.size_hint().0);
         for (start, nr) in ranges {
-            let taken = self.take(mm, PinKind::UserFast, start, nr, flags).map(Arc::new);
+            let taken = self.take(mm, PinKind::UserFast, start, nr, flags);
             let err = match taken {
                 Ok(p) if p.len() == nr as usize => {
                     pins.push(p);
@@ -109,10 +113,13 @@ impl PinCtxView<'_> {
             pins.iter().for_each(|p| self.uncount(p));
             return Err(err);
         }
-        let kept = pins.clone();
+        let counted: Vec<(u64, bool)> = pins.iter().map(|p| (p.byte_len() as u64, p.is_longterm())).collect();
         self.table.push(GuestPinVec { pins }).map_err(|_| {
-            // Not stored (the table is full): the pins go, with their quota.
-            kept.iter().for_each(|p| self.uncount(p));
+            // Not stored (the table is full; the pins went with the value):
+            // their quota goes back too.
+            for (bytes, lt) in counted {
+                self.uncount_bytes(bytes, lt);
+            }
             Errno::Again
         })
     }
@@ -187,17 +194,17 @@ impl PinCtxView<'_> {
     }
 
     /// Gives a pin's quota back (the pin itself goes with its last holder).
-    fn uncount(&mut self, pages: &Arc<PinnedPages>) {
-        let bytes = pages.byte_len() as u64;
+    fn uncount(&mut self, pages: &PinnedPages) {
+        self.uncount_bytes(pages.byte_len() as u64, pages.is_longterm());
+    }
+
+    fn uncount_bytes(&mut self, bytes: u64, longterm: bool) {
         let ctx = &mut *self.ctx;
         ctx.pins -= 1;
         ctx.pinned_bytes -= bytes;
-        if pages.is_longterm() {
+        if longterm {
             ctx.longterm_bytes -= bytes;
         }
-        // A registered I/O buffer is unregistered; transfers in flight keep
-        // their own reference to the pin.
-        ctx.io.forget(pages);
     }
 
     /// The guest's pin behind `handle`, if it is one.
@@ -209,6 +216,9 @@ impl PinCtxView<'_> {
     pub(crate) fn release(&mut self, handle: Resource<GuestPin>, dirty: bool) -> Result<(), Errno> {
         let pin = self.delete(handle)?;
         self.uncount(&pin.pages);
+        // A registered I/O buffer is unregistered; transfers in flight keep
+        // their own reference to the pin.
+        self.ctx.io.forget(&pin.pages);
         if dirty {
             pin.pages.mark_dirty();
         }
