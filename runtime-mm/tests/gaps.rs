@@ -115,6 +115,50 @@ fn a_refused_discard_changes_nothing() {
     assert_eq!((s.pins_outstanding(), s.gets_outstanding(), s.locked_bytes), (0, 0, 0));
 }
 
+/// Fast takes only add bits: a page (or a whole block) that is present
+/// stays present when the lock-free walk takes it again, per page or as a
+/// block; and a fast call covering a block's worth of pages but not a
+/// whole aligned block takes exactly its range, per page.
+#[test]
+fn fast_takes_keep_present_pages_present_and_stay_in_range() {
+    let m = mm(3 * BLOCK);
+    drop(pin_user_pages(&m, 0, 4, GupFlags::empty()).unwrap());
+    let present = |p: u64| m.page_state(p * PAGE).unwrap().present;
+    for round in 0..2 {
+        drop(pin_user_pages_fast(&m, 0, 4, GupFlags::empty()).unwrap());
+        drop(get_user_pages_fast(&m, 0, 4, GupFlags::empty()).unwrap());
+        assert!((0..4).all(present), "round {round}: a fast take cleared PRESENT");
+        drop(pin_user_pages_fast(&m, BLOCK * PAGE, BLOCK as usize, GupFlags::empty()).unwrap());
+        assert!(present(BLOCK) && present(2 * BLOCK - 1), "round {round}: block");
+    }
+    // 12 head pages, then 508 < BLOCK: no block, per page to the end.
+    let p = pin_user_pages_fast(&m, 500 * PAGE, 520, GupFlags::empty()).unwrap();
+    assert_eq!(p.len(), 520);
+    for (page, pinned) in [
+        (499, false),
+        (500, true),
+        (511, true),
+        (512, true),
+        (1019, true),
+        (1020, false),
+    ] {
+        assert_eq!(m.page_maybe_dma_pinned(page * PAGE), pinned, "page {page}");
+    }
+    drop(p);
+    // A page's counts are its entry's plus its block's.
+    let blk = get_user_pages_fast(&m, BLOCK * PAGE, BLOCK as usize, GupFlags::empty()).unwrap();
+    let one = get_user_pages(&m, 700 * PAGE, 1, GupFlags::empty()).unwrap();
+    let pin = pin_user_pages_fast(&m, BLOCK * PAGE, BLOCK as usize, GupFlags::empty()).unwrap();
+    let pin1 = pin_user_pages(&m, 700 * PAGE, 1, GupFlags::empty()).unwrap();
+    let st = m.page_state(700 * PAGE).unwrap();
+    assert_eq!((st.gets, st.pins), (2, 2));
+    let st = m.page_state(701 * PAGE).unwrap();
+    assert_eq!((st.gets, st.pins), (1, 1));
+    drop((blk, one, pin, pin1));
+    let s = m.stats();
+    assert_eq!((s.pins_outstanding(), s.gets_outstanding()), (0, 0));
+}
+
 // ---------------------------------------------------------------------------
 // 4. Growth edges.
 // ---------------------------------------------------------------------------
@@ -794,6 +838,15 @@ fn sizes_emptiness_and_capacity() {
     assert!(!m.is_empty());
     m.grow_to(3 * PAGE + 10).unwrap();
     assert_eq!(m.grow_to(3 * PAGE + 11), Err(Errno::NoMem));
+    // A memory created at its maximum (a fixed-size memory).
+    let fixed = MmConfig {
+        initial_bytes: 3 * PAGE + 10,
+        maximum_bytes: Some(3 * PAGE + 10),
+        reservation_bytes: 8 * PAGE,
+        ..Default::default()
+    };
+    let m = Mm::new(fixed).unwrap();
+    assert_eq!((m.len(), m.capacity()), (3 * PAGE + 10, 3 * PAGE + 10));
     // A maximum above the reservation does not raise it; no reservation is
     // still one page.
     let big = MmConfig {
@@ -836,21 +889,29 @@ fn dirty_marks_and_pin_kinds() {
     // A fast pin of a whole block marks the block, every page of it.
     let b = pin_user_pages_fast(&m, (BLOCK - 1) * PAGE, (BLOCK + 1) as usize, GupFlags::WRITE).unwrap();
     assert_eq!(b.len() as u64, BLOCK + 1);
+    // Page 600 is dirty on its own entry too: both marks read as one.
+    pin_user_pages(&m, 600 * PAGE, 1, GupFlags::WRITE)
+        .unwrap()
+        .unpin_dirty(true);
     b.mark_dirty();
     for (page, dirty) in [
         (BLOCK - 2, false),
         (BLOCK - 1, true),
         (BLOCK, true),
-        (1000, true),
+        (600, true),
         (2 * BLOCK - 1, true),
     ] {
         assert_eq!(m.page_state(page * PAGE).unwrap().dirty, dirty, "page {page}");
     }
-    assert_eq!(m.stats().dirtied_pages, 2 + BLOCK + 1);
+    assert_eq!(m.stats().dirtied_pages, 2 + 1 + BLOCK + 1);
     drop(b);
+    // Clearing one page of a dirty block leaves every other page of it
+    // dirty, from the block's first page to its last.
     assert!(m.test_and_clear_dirty(1000 * PAGE + 1));
     assert!(!m.page_state(1000 * PAGE).unwrap().dirty);
-    assert!(m.page_state(1001 * PAGE).unwrap().dirty);
+    for page in [BLOCK, 600, 999, 1001, 2 * BLOCK - 1] {
+        assert!(m.page_state(page * PAGE).unwrap().dirty, "page {page}");
+    }
 
     for (f, lt) in [
         (pin_user_pages as PinFn, false),

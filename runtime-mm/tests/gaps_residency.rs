@@ -115,6 +115,13 @@ fn longterm_pins_lock_exactly_their_pages() {
     let a = pin_longterm_pages(&m, PAGE, 2, GupFlags::WRITE).unwrap();
     let b = pin_longterm_pages_fast(&m, 6 * PAGE, 2, GupFlags::WRITE).unwrap();
     check(&[(1, 3), (6, 8)], "two runs");
+    // Lock-free over a's pages, then the locked path for page 3 alone.
+    let h = pin_longterm_pages_fast(&m, PAGE, 3, GupFlags::empty()).unwrap();
+    assert_eq!(h.len(), 3);
+    check(&[(1, 4), (6, 8)], "a fast prefix and a locked rest");
+    assert_eq!(m.page_state(4 * PAGE).unwrap().pins, 0);
+    drop(h);
+    check(&[(1, 3), (6, 8)], "h released");
     // Overlapping both: only the pages between are locked anew.
     let c = pin_longterm_pages_remote(&m, 2 * PAGE, 5, GupFlags::empty()).unwrap();
     check(&[(1, 8)], "bridged");
@@ -126,7 +133,18 @@ fn longterm_pins_lock_exactly_their_pages() {
     check(&[(6, 8), (11, 15)], "under a short-term pin too");
     drop(b);
     check(&[(11, 15)], "b released");
-    drop((short, d));
+    let e = pin_longterm_pages(&m, 0, 2, GupFlags::empty()).unwrap();
+    check(&[(0, 2), (11, 15)], "from page 0");
+    drop((short, d, e));
+    check(&[], "all released");
+    // Runs of new pages on both sides of a locked one (3, 4 | 5 | 6): each
+    // run is locked where it is, not stretched over its neighbour.
+    let f = pin_longterm_pages(&m, 5 * PAGE, 1, GupFlags::empty()).unwrap();
+    let g = pin_longterm_pages(&m, 3 * PAGE, 4, GupFlags::empty()).unwrap();
+    check(&[(3, 7)], "around page 5");
+    drop(f);
+    check(&[(3, 7)], "g holds 3..7");
+    drop(g);
     check(&[], "all released");
 }
 
@@ -174,6 +192,11 @@ fn a_longterm_range_stopped_by_a_full_counter_unlocks_the_rest() {
             (fast, 3 - fast),
             "{name}"
         );
+        assert_eq!(
+            s1.fast_fallbacks - s0.fast_fallbacks,
+            fast,
+            "{name}: one fallback if fast"
+        );
         check(&[(4, 8), (9, 10)], name);
         for (page, lt) in [
             (3, 0),
@@ -207,6 +230,30 @@ fn a_longterm_range_stopped_by_a_full_counter_unlocks_the_rest() {
     check(&[], "all released");
     let s = m.stats();
     assert_eq!((s.longterm_pinned_pages, s.pins_outstanding()), (0, 0));
+}
+
+/// A short-term range stopped by a full counter (here a page's get count)
+/// takes its prefix and leaves the long-term accounting alone: no page is
+/// unlocked or uncharged on its behalf.
+#[test]
+fn a_short_term_range_stopped_by_a_full_counter_uncharges_nothing() {
+    const GET_MAX: usize = (1 << 20) - 1;
+    let m = mm(16);
+    let lt = pin_longterm_pages(&m, 2 * PAGE, 6, GupFlags::empty()).unwrap();
+    let mut gets = Vec::with_capacity(GET_MAX);
+    while gets.len() < GET_MAX {
+        gets.push(get_user_pages_fast(&m, 5 * PAGE, 1, GupFlags::empty()).unwrap());
+    }
+    for take in [get_user_pages, get_user_pages_fast, get_user_pages_remote] {
+        let g = take(&m, 3 * PAGE, 4, GupFlags::empty()).unwrap();
+        assert_eq!((g.start(), g.len()), (3 * PAGE, 2));
+        assert_eq!(locked_pages(&m, 16), pages(&[(2, 8)]));
+        assert_eq!(m.stats().locked_bytes, 6 * PAGE);
+    }
+    drop(gets);
+    drop(lt);
+    assert_eq!(m.stats().locked_bytes, 0);
+    assert_eq!(locked_pages(&m, 16), []);
 }
 
 // ---------------------------------------------------------------------------
