@@ -126,8 +126,9 @@ fn fast_takes_keep_present_pages_present_and_stay_in_range() {
     let present = |p: u64| m.page_state(p * PAGE).unwrap().present;
     for round in 0..2 {
         drop(pin_user_pages_fast(&m, 0, 4, GupFlags::empty()).unwrap());
+        assert!((0..4).all(present), "round {round}: a fast pin cleared PRESENT");
         drop(get_user_pages_fast(&m, 0, 4, GupFlags::empty()).unwrap());
-        assert!((0..4).all(present), "round {round}: a fast take cleared PRESENT");
+        assert!((0..4).all(present), "round {round}: a fast get cleared PRESENT");
         drop(pin_user_pages_fast(&m, BLOCK * PAGE, BLOCK as usize, GupFlags::empty()).unwrap());
         assert!(present(BLOCK) && present(2 * BLOCK - 1), "round {round}: block");
     }
