@@ -115,6 +115,10 @@ fn a_refused_discard_changes_nothing() {
     assert_eq!((s.pins_outstanding(), s.gets_outstanding(), s.locked_bytes), (0, 0, 0));
 }
 
+// ---------------------------------------------------------------------------
+// Found by a mutation run of these tests: fast takes and counts.
+// ---------------------------------------------------------------------------
+
 /// Fast takes only add bits: a page (or a whole block) that is present
 /// stays present when the lock-free walk takes it again, per page or as a
 /// block; and a fast call covering a block's worth of pages but not a
