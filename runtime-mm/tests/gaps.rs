@@ -932,30 +932,43 @@ fn dirty_marks_and_pin_kinds() {
 
 /// The page table's footprint, exactly: the root array (one pointer per
 /// GiB of reservation), one middle node of 512 pointers per GiB in use and
-/// one leaf per 2 MiB in use (512 entries and the block word).
+/// one leaf per 2 MiB in use: 512 entries, the block word, and the boxed
+/// words of its long-term chunks (one per chunk, 512 with per-page
+/// accounting, the default).
 #[test]
 fn page_table_bytes_are_exact() {
     const ROOT_SLOT: usize = 8;
     const MID: usize = 512 * 8;
-    const LEAF: usize = 512 * 8 + 8;
-    let expect = |reserved: u64, len: u64| {
-        let roots = (reserved / PAGE).div_ceil(512 * 512).max(1) as usize;
-        let leaves = (len.div_ceil(PAGE).div_ceil(512)) as usize;
-        roots * ROOT_SLOT + leaves.div_ceil(512) * MID + leaves * LEAF
-    };
-    let m = Mm::new(MmConfig::default()).unwrap();
-    assert_eq!(m.page_table_bytes(), expect(4 * GIB, 0));
-    assert_eq!(m.page_table_bytes(), 4 * ROOT_SLOT);
-    for len in [1, 2 << 20, (2 << 20) + 1, 5 << 20, GIB, GIB + 1, GIB + (4 << 20)] {
-        m.grow_to(len).unwrap();
-        assert_eq!(m.page_table_bytes(), expect(4 * GIB, len), "len {len:#x}");
+    const LEAF: usize = 512 * 8 + 8 + size_of::<Box<[u64]>>();
+    for (chunk, chunk_pages) in [(None, 1), (Some(2 << 20), 512), (Some(64 << 10), 16)] {
+        let expect = |reserved: u64, len: u64| {
+            let roots = (reserved / PAGE).div_ceil(512 * 512).max(1) as usize;
+            let leaves = (len.div_ceil(PAGE).div_ceil(512)) as usize;
+            roots * ROOT_SLOT + leaves.div_ceil(512) * MID + leaves * (LEAF + 512 / chunk_pages * 8)
+        };
+        let m = Mm::new(MmConfig {
+            longterm_chunk_bytes: chunk,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.page_table_bytes(), expect(4 * GIB, 0));
+        assert_eq!(m.page_table_bytes(), 4 * ROOT_SLOT);
+        for len in [1, 2 << 20, (2 << 20) + 1, 5 << 20, GIB, GIB + 1, GIB + (4 << 20)] {
+            m.grow_to(len).unwrap();
+            assert_eq!(
+                m.page_table_bytes(),
+                expect(4 * GIB, len),
+                "chunk {chunk:?}, len {len:#x}"
+            );
+        }
+        // Pins, gets and discards inside the length allocate nothing.
+        let before = m.page_table_bytes();
+        drop(pin_user_pages(&m, GIB, 3, GupFlags::empty()).unwrap());
+        drop(get_user_pages_fast(&m, 0, 1024, GupFlags::empty()).unwrap());
+        drop(pin_longterm_pages(&m, 4 * PAGE, 2, GupFlags::empty()).unwrap());
+        m.discard(0, GIB).unwrap();
+        assert_eq!(m.page_table_bytes(), before, "chunk {chunk:?}");
     }
-    // Pins, gets and discards inside the length allocate nothing.
-    let before = m.page_table_bytes();
-    drop(pin_user_pages(&m, GIB, 3, GupFlags::empty()).unwrap());
-    drop(get_user_pages_fast(&m, 0, 1024, GupFlags::empty()).unwrap());
-    m.discard(0, GIB).unwrap();
-    assert_eq!(m.page_table_bytes(), before);
     for (reserved, roots) in [(4 * GIB + 1, 5), (PAGE, 1), (0, 1), (GIB, 1), (GIB + PAGE, 2)] {
         let m = Mm::new(MmConfig {
             reservation_bytes: reserved,
