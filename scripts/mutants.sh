@@ -14,11 +14,13 @@ command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 # Shorter model and stress runs: a surviving mutant must be caught by a
 # deterministic test, not by luck in a long random run.
 export MODEL_CASES="${MODEL_CASES:-500}" STRESS_SECS="${STRESS_SECS:-1}"
+# JOBS=2 halves the wall time on this 2-core machine when nothing else runs.
+JOBS="${JOBS:-1}" TIMEOUT="${TIMEOUT:-45}"
 case "${1:-runtime-mm}" in
 runtime-mm)
-    cargo mutants -p runtime-mm --no-default-features --timeout 45 -j 1 ;;
+    cargo mutants -p runtime-mm --no-default-features --timeout "$TIMEOUT" -j "$JOBS" ;;
 host-api)
-    cargo mutants -p host-api --timeout 60 -j 1 \
+    cargo mutants -p host-api --timeout 60 -j "$JOBS" \
         -f host-api/src/handles.rs -f host-api/src/quotas.rs \
         -f host-api/src/io/threads.rs -f host-api/src/io/direct.rs \
         -- --lib ;;
