@@ -4,8 +4,9 @@
 //! locked path really makes resident (`mincore`).
 //!
 //! Memories here stay under 2 MiB so that no transparent huge page can make
-//! a neighbour resident, and their memlock limit stays at 128 KiB or less,
-//! which keeps per-page lock granularity.
+//! a neighbour resident, and their memlock limit stays at 128 KiB or less;
+//! they lock per page (the default) except in the one test that opts into
+//! long-term chunks.
 
 use runtime_mm::gup::*;
 use runtime_mm::{Errno, GupFlags, Mm, MmConfig, PinnedPages};
@@ -145,6 +146,69 @@ fn longterm_pins_lock_exactly_their_pages() {
     drop(f);
     check(&[(3, 7)], "g holds 3..7");
     drop(g);
+    check(&[], "all released");
+}
+
+/// With `longterm_chunk_bytes`, long-term pins lock whole chunks (here 4
+/// pages), clipped to the memory's length and extended when it grows, up
+/// to exactly the memlock limit; more pins inside a locked chunk are
+/// lock-free. A discard of unpinned pages zeroes them in place where a
+/// chunk keeps them locked (they stay resident, as the charge says) and
+/// drops them elsewhere, also past a chunk's locked extent.
+#[test]
+fn longterm_chunks_lock_whole_chunks() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 14 * PAGE,
+        reservation_bytes: 64 * PAGE,
+        memlock_limit_bytes: 16 * PAGE,
+        longterm_chunk_bytes: Some(4 * PAGE),
+        ..Default::default()
+    })
+    .unwrap();
+    let check = |runs: &[(u64, u64)], what: &str| {
+        let want = pages(runs);
+        assert_eq!(locked_pages(&m, 16), want, "{what}: locked pages");
+        assert_eq!(m.stats().locked_bytes, want.len() as u64 * PAGE, "{what}: charge");
+    };
+    let a = pin_longterm_pages(&m, PAGE, 1, GupFlags::empty()).unwrap();
+    check(&[(0, 4)], "one page locks its chunk");
+    let b = pin_longterm_pages(&m, 6 * PAGE, 4, GupFlags::empty()).unwrap();
+    check(&[(0, 12)], "two more chunks");
+    let s0 = m.stats();
+    let e = pin_longterm_pages_fast(&m, 5 * PAGE, 2, GupFlags::empty()).unwrap();
+    let s1 = m.stats();
+    assert_eq!(
+        (s1.fast_path_pages - s0.fast_path_pages, s1.slow_path_pages),
+        (2, s0.slow_path_pages),
+        "inside a locked chunk: lock-free"
+    );
+    let c = pin_longterm_pages(&m, 13 * PAGE, 1, GupFlags::empty()).unwrap();
+    check(&[(0, 14)], "the last chunk, clipped to the length");
+    // Unpinned pages of locked chunks: zeroed in place, still resident.
+    for page in [2, 4] {
+        m.write(page * PAGE, &[7; 16]).unwrap();
+        m.discard(page * PAGE, PAGE).unwrap();
+        let mut buf = [1u8; 16];
+        m.read(page * PAGE, &mut buf).unwrap();
+        assert_eq!(buf, [0; 16], "page {page}");
+        assert_eq!(resident(&m, page, 1), [true], "page {page}");
+    }
+    check(&[(0, 14)], "after discards inside locked chunks");
+    // Grown past the last chunk's locked extent: page 14 is not locked, so
+    // a discard drops it.
+    m.grow_to(16 * PAGE).unwrap();
+    m.write(14 * PAGE, &[7; 16]).unwrap();
+    m.discard(14 * PAGE, PAGE).unwrap();
+    assert_eq!(resident(&m, 14, 1), [false]);
+    check(&[(0, 14)], "after growth");
+    let d = pin_longterm_pages_fast(&m, 15 * PAGE, 1, GupFlags::empty()).unwrap();
+    check(&[(0, 16)], "the last chunk, extended to the memlock limit");
+    drop(a);
+    check(&[(4, 16)], "chunk 0 released");
+    // Unlocked now: a discard drops the pages.
+    m.discard(0, 4 * PAGE).unwrap();
+    assert_eq!(resident(&m, 0, 4), [false; 4]);
+    drop((b, c, d, e));
     check(&[], "all released");
 }
 
