@@ -256,3 +256,42 @@ fn a_creator_hands_its_chunk_size_to_its_memories() {
     drop(p);
     assert_eq!(m.stats().locked_bytes, 0);
 }
+
+/// A fast long-term call that stops inside a chunk (a page at its long-term
+/// maximum) gives back exactly the reservations of the pages it did not
+/// take, on that chunk: the charge stays exact and nothing is left over.
+#[test]
+fn a_fast_call_stopped_inside_a_chunk_gives_back_its_reservation() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 16 * PAGE,
+        longterm_chunk_bytes: Some(4 * PAGE),
+        ..Default::default()
+    })
+    .unwrap();
+    // Chunk 1 (pages 4..8) is locked by a pin on page 4; page 6 is full.
+    let keep = pin_longterm_pages(&m, 4 * PAGE, 1, GupFlags::empty()).unwrap();
+    let full: Vec<_> = (0..65_535)
+        .map(|_| pin_longterm_pages_fast(&m, 6 * PAGE, 1, GupFlags::empty()).unwrap())
+        .collect();
+    assert_eq!(m.stats().locked_bytes, 4 * PAGE);
+    // Pages 4 and 5 are taken lock-free, page 6 refuses, the locked path
+    // takes nothing more: two pages.
+    let p = pin_longterm_pages_fast(&m, 4 * PAGE, 4, GupFlags::empty()).unwrap();
+    assert_eq!(p.len(), 2);
+    assert_eq!(m.page_state(7 * PAGE).unwrap().longterm, 0);
+    assert_eq!(m.stats().locked_bytes, 4 * PAGE, "one chunk, charged once");
+    drop(full);
+    drop(keep);
+    assert_eq!(m.stats().locked_bytes, 4 * PAGE, "p still holds pages 4 and 5");
+    drop(p);
+    let s = m.stats();
+    assert_eq!(
+        (s.locked_bytes, s.longterm_pinned_pages, s.pins_outstanding()),
+        (0, 0, 0)
+    );
+    // The chunk word is empty again: a new pin locks the chunk afresh.
+    let again = pin_longterm_pages_fast(&m, 7 * PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, 4 * PAGE);
+    drop(again);
+    assert_eq!(m.stats().locked_bytes, 0);
+}
