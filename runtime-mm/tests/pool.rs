@@ -548,3 +548,16 @@ mod creator {
         assert_eq!(s.refused, 0);
     }
 }
+
+/// The pool's Debug output names its configuration and live counts (what an
+/// embedder logs when instantiation fails for want of a slot).
+#[test]
+fn debug_output_shows_config_and_stats() {
+    let pool = MemoryPool::new(small(2)).unwrap();
+    let a = pool.alloc(64 * KIB, None).unwrap();
+    let text = format!("{pool:?}");
+    for want in ["MemoryPool", "slots: 2", "live: 1", "free: 1", "memlock_limit_bytes"] {
+        assert!(text.contains(want), "{want} missing in {text}");
+    }
+    pool.release(a);
+}
