@@ -554,6 +554,8 @@ mod creator {
 #[test]
 fn debug_output_shows_config_and_stats() {
     let pool = MemoryPool::new(small(2)).unwrap();
+    // `config` is what was asked, sizes already page multiples here.
+    assert_eq!(pool.config(), &small(2));
     let a = pool.alloc(64 * KIB, None).unwrap();
     let text = format!("{pool:?}");
     for want in ["MemoryPool", "slots: 2", "live: 1", "free: 1", "memlock_limit_bytes"] {
