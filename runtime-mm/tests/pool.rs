@@ -563,3 +563,28 @@ fn debug_output_shows_config_and_stats() {
     }
     pool.release(a);
 }
+
+/// A pending decommit batch waits while free slots remain: allocating from
+/// the free list leaves it alone (it is decommitted when full, or when no
+/// free slot is left).
+#[test]
+fn a_pending_batch_waits_while_free_slots_remain() {
+    let pool = MemoryPool::new(PoolConfig {
+        decommit_batch_size: 4,
+        ..small(4)
+    })
+    .unwrap();
+    // Past `keep_resident_bytes` (64 KiB): their slots need a decommit.
+    let (a, b) = (
+        pool.alloc(256 * KIB, None).unwrap(),
+        pool.alloc(256 * KIB, None).unwrap(),
+    );
+    pool.release(a);
+    pool.release(b);
+    let s = pool.stats();
+    assert_eq!((s.pending, s.free), (2, 2), "{s:?}");
+    let c = pool.alloc(64 * KIB, None).unwrap();
+    let s = pool.stats();
+    assert_eq!((s.pending, s.free, s.live), (2, 1, 1), "{s:?}");
+    pool.release(c);
+}
