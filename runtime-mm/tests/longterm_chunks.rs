@@ -44,6 +44,29 @@ fn locked_kb(lo: usize, hi: usize) -> u64 {
     kb
 }
 
+/// Whether the mapping holding `addr` is `mlock`ed (`lo` in its smaps
+/// `VmFlags`).
+fn vma_locked(addr: usize) -> bool {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line
+            .split_once(' ')
+            .filter(|(r, _)| r.contains('-') && !r.ends_with(':'))
+        {
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            );
+            inside = a <= addr && addr < b;
+        } else if inside && line.starts_with("VmFlags:") {
+            return line.split_whitespace().any(|f| f == "lo");
+        }
+    }
+    false
+}
+
 fn our_locked_kb(m: &Mm) -> u64 {
     let base = m.base() as usize;
     locked_kb(base, base + m.capacity() as usize)
@@ -294,4 +317,30 @@ fn a_fast_call_stopped_inside_a_chunk_gives_back_its_reservation() {
     assert_eq!(m.stats().locked_bytes, 4 * PAGE);
     drop(again);
     assert_eq!(m.stats().locked_bytes, 0);
+}
+
+/// One call that must lock (and later unlock) two runs separated by pages
+/// another pin keeps locked: exactly those runs change, checked per page in
+/// smaps (`Locked:` of the memory's mappings), whatever the runs' offsets.
+#[test]
+fn separate_runs_of_one_call_lock_and_unlock_exactly_themselves() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 16 * PAGE,
+        memlock_limit_bytes: 64 * PAGE,
+        ..Default::default()
+    })
+    .unwrap();
+    let base = m.base() as usize;
+    let locked = |p: u64| vma_locked(base + (p * PAGE) as usize);
+    let middle = pin_longterm_pages(&m, 6 * PAGE, 3, GupFlags::empty()).unwrap();
+    // Lacking: pages 3..6 and 9..10 (3 × 3 = 9: a product is not adjacency).
+    let wide = pin_longterm_pages(&m, 3 * PAGE, 7, GupFlags::empty()).unwrap();
+    let want: Vec<u64> = (3..10).collect();
+    assert_eq!((0..16).filter(|&p| locked(p)).collect::<Vec<_>>(), want);
+    assert_eq!(m.stats().locked_bytes, 7 * PAGE);
+    drop(wide);
+    assert_eq!((0..16).filter(|&p| locked(p)).collect::<Vec<_>>(), vec![6, 7, 8]);
+    assert_eq!(m.stats().locked_bytes, 3 * PAGE);
+    drop(middle);
+    assert_eq!((0..16).filter(|&p| locked(p)).count(), 0);
 }

@@ -588,3 +588,22 @@ fn a_pending_batch_waits_while_free_slots_remain() {
     assert_eq!((s.pending, s.free, s.live), (2, 1, 1), "{s:?}");
     pool.release(c);
 }
+
+/// A batch is decommitted as soon as it is full, not one release later.
+#[test]
+fn a_full_batch_is_decommitted_at_once() {
+    let pool = MemoryPool::new(PoolConfig {
+        decommit_batch_size: 2,
+        ..small(4)
+    })
+    .unwrap();
+    let (a, b) = (
+        pool.alloc(256 * KIB, None).unwrap(),
+        pool.alloc(256 * KIB, None).unwrap(),
+    );
+    pool.release(a);
+    assert_eq!(pool.stats().pending, 1);
+    pool.release(b);
+    let s = pool.stats();
+    assert_eq!((s.pending, s.free, s.resets), (0, 4, 2), "{s:?}");
+}
