@@ -113,13 +113,13 @@ impl PinCtxView<'_> {
             pins.iter().for_each(|p| self.uncount(p));
             return Err(err);
         }
-        let counted: Vec<(u64, bool)> = pins.iter().map(|p| (p.byte_len() as u64, p.is_longterm())).collect();
+        // Short-term pins only: their count and bytes are the whole charge.
+        let (n, bytes) = (pins.len() as u32, pins.iter().map(|p| p.byte_len() as u64).sum::<u64>());
         self.table.push(GuestPinVec { pins }).map_err(|_| {
             // Not stored (the table is full; the pins went with the value):
             // their quota goes back too.
-            for (bytes, lt) in counted {
-                self.uncount_bytes(bytes, lt);
-            }
+            self.ctx.pins -= n;
+            self.ctx.pinned_bytes -= bytes;
             Errno::Again
         })
     }
@@ -195,14 +195,11 @@ impl PinCtxView<'_> {
 
     /// Gives a pin's quota back (the pin itself goes with its last holder).
     fn uncount(&mut self, pages: &PinnedPages) {
-        self.uncount_bytes(pages.byte_len() as u64, pages.is_longterm());
-    }
-
-    fn uncount_bytes(&mut self, bytes: u64, longterm: bool) {
+        let bytes = pages.byte_len() as u64;
         let ctx = &mut *self.ctx;
         ctx.pins -= 1;
         ctx.pinned_bytes -= bytes;
-        if longterm {
+        if pages.is_longterm() {
             ctx.longterm_bytes -= bytes;
         }
     }
