@@ -344,3 +344,31 @@ fn separate_runs_of_one_call_lock_and_unlock_exactly_themselves() {
     drop(middle);
     assert_eq!((0..16).filter(|&p| locked(p)).count(), 0);
 }
+
+/// The same with 2-page chunks, where a run's start × length can equal the
+/// next run's start (4 × 2 = 8) with a held chunk (6..8) between them: a
+/// merge test on anything but adjacency would lock or unlock the wrong pages.
+#[test]
+fn runs_split_by_a_held_chunk_stay_separate() {
+    let m = Mm::new(MmConfig {
+        initial_bytes: 16 * PAGE,
+        memlock_limit_bytes: 64 * PAGE,
+        longterm_chunk_bytes: Some(2 * PAGE),
+        ..Default::default()
+    })
+    .unwrap();
+    let base = m.base() as usize;
+    let locked = || {
+        (0..16)
+            .filter(|&p| vma_locked(base + (p * PAGE) as usize))
+            .collect::<Vec<u64>>()
+    };
+    let middle = pin_longterm_pages(&m, 6 * PAGE, 2, GupFlags::empty()).unwrap();
+    let wide = pin_longterm_pages(&m, 4 * PAGE, 6, GupFlags::empty()).unwrap();
+    assert_eq!(locked(), (4..10).collect::<Vec<_>>());
+    drop(wide);
+    assert_eq!(locked(), vec![6, 7]);
+    assert_eq!(m.stats().locked_bytes, 2 * PAGE);
+    drop(middle);
+    assert!(locked().is_empty());
+}
