@@ -150,7 +150,9 @@ impl Mm {
         let total = usize::try_from(total.checked_add(slack).ok_or(Errno::NoMem)?).map_err(|_| Errno::NoMem)?;
         let mut alloc = region::alloc(total, region::Protection::NONE).map_err(|_| Errno::NoMem)?;
         let start = alloc.as_mut_ptr::<u8>();
-        let base = start.wrapping_add(start.align_offset(if huge { HUGE_PAGE as usize } else { 1 }));
+        let align = if huge { HUGE_PAGE as usize } else { 1 };
+        // The first aligned address: at most `slack` bytes in.
+        let base = start.wrapping_add((start as usize).next_multiple_of(align) - start as usize);
         let base = NonNull::new(base).ok_or(Errno::NoMem)?;
         if huge {
             // SAFETY: [base, base+reserved) lies inside our fresh, still
