@@ -18,10 +18,9 @@ mod io_common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::Host as _;
 use host_api::{BackendKind, MmHost, PinView};
 use io_common::*;
-use std::collections::VecDeque;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::time::Duration;
@@ -40,30 +39,6 @@ fn cpu_time() -> Duration {
     };
     let d = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     d(u.ru_utime) + d(u.ru_stime)
-}
-
-/// Our io_uring path: 8 reads of 1 MiB in flight into the long-term pinned
-/// `region`, from `f`.
-fn uring_read_all(
-    h: &mut MmHost,
-    f: &Resource<Descriptor>,
-    region: &Resource<host_api::bindings::wasm_pin::mm::gup::PinnedPages>,
-) {
-    let mut inflight = VecDeque::new();
-    let mut next = 0;
-    while next < SIZE || !inflight.is_empty() {
-        while next < SIZE && inflight.len() < 8 {
-            let t = h
-                .pins()
-                .submit_read_at(b(f), b(region), next as u32, CHUNK as u32, next as u64);
-            inflight.push_back(t.unwrap().unwrap());
-            next += CHUNK;
-        }
-        let t = inflight.pop_front().unwrap();
-        let done = wasmtime_wasi::runtime::in_tokio(h.pins().wait(b(&t), 10_000));
-        assert_eq!(done.unwrap(), Some(Ok(CHUNK as u32)));
-        HostIoTicket::drop(&mut h.pins(), t).unwrap();
-    }
 }
 
 /// Native io_uring, 8 reads of 1 MiB in flight on `fd` into `buf`.
@@ -89,6 +64,14 @@ fn native_uring_read_all(ring: &mut io_uring::IoUring, fd: i32, buf: *mut u8) {
             inflight -= 1;
         }
     }
+}
+
+/// `path` as a WASI descriptor, and that descriptor reopened with
+/// `open-direct`.
+fn open_both(h: &mut MmHost, path: &std::path::Path) -> (Resource<Descriptor>, Resource<Descriptor>) {
+    let plain = open(h, path);
+    let direct = h.pins().open_direct(b(&plain)).unwrap().unwrap();
+    (plain, direct)
 }
 
 fn direct(c: &mut Criterion) {
@@ -133,8 +116,7 @@ fn direct(c: &mut Criterion) {
     });
 
     let (mut h, _mm) = host(BackendKind::Threads);
-    let plain = open(&mut h, &path);
-    let f = h.pins().open_direct(b(&plain)).unwrap().unwrap();
+    let (_plain, f) = open_both(&mut h, &path);
     g.bench_function("qd1/zero_copy_open_direct_read_at", |bch| {
         bch.iter(|| {
             for off in (0..SIZE).step_by(CHUNK) {
@@ -161,13 +143,8 @@ fn direct(c: &mut Criterion) {
     });
     let (mut h, _mm) = host(BackendKind::IoUring);
     if h.io_backend().is_ok() {
-        let plain = open(&mut h, &path);
-        let f = h.pins().open_direct(b(&plain)).unwrap().unwrap();
-        let region = h
-            .pins()
-            .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
-            .unwrap()
-            .unwrap();
+        let (_plain, f) = open_both(&mut h, &path);
+        let region = pin_region(&mut h);
         g.bench_function("qd8/zero_copy_open_direct_io_uring", |bch| {
             bch.iter(|| uring_read_all(&mut h, &f, &region))
         });
@@ -180,13 +157,8 @@ fn direct(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(SIZE as u64)).sample_size(10);
     let (mut h, _mm) = host(BackendKind::IoUring);
     if h.io_backend().is_ok() {
-        let plain = open(&mut h, &path);
-        let f = h.pins().open_direct(b(&plain)).unwrap().unwrap();
-        let region = h
-            .pins()
-            .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
-            .unwrap()
-            .unwrap();
+        let (plain, f) = open_both(&mut h, &path);
+        let region = pin_region(&mut h);
         for (name, fd) in [("zero_copy_direct_qd8", &f), ("zero_copy_buffered_qd8", &plain)] {
             g.bench_function(name, |bch| {
                 bch.iter_custom(|iters| {

@@ -15,10 +15,8 @@ mod wasi_state;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
-use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket};
 use host_api::{BackendKind, PinView};
 use io_common::*;
-use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -70,29 +68,9 @@ fn read_256mib(c: &mut Criterion) {
     let (mut h, _mm) = host(BackendKind::IoUring);
     if h.io_backend().is_ok() {
         let f = open(&mut h, &path);
-        let region = h
-            .pins()
-            .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
-            .unwrap()
-            .unwrap();
+        let region = pin_region(&mut h);
         g.bench_function("zero_copy_io_uring_fixed", |bch| {
-            bch.iter(|| {
-                let mut inflight = VecDeque::new();
-                let mut next = 0;
-                while next < SIZE || !inflight.is_empty() {
-                    while next < SIZE && inflight.len() < 8 {
-                        let t = h
-                            .pins()
-                            .submit_read_at(b(&f), b(&region), next as u32, CHUNK as u32, next as u64);
-                        inflight.push_back(t.unwrap().unwrap());
-                        next += CHUNK;
-                    }
-                    let t = inflight.pop_front().unwrap();
-                    let done = wasmtime_wasi::runtime::in_tokio(h.pins().wait(b(&t), 10_000));
-                    assert_eq!(done.unwrap(), Some(Ok(CHUNK as u32)));
-                    HostIoTicket::drop(&mut h.pins(), t).unwrap();
-                }
-            })
+            bch.iter(|| uring_read_all(&mut h, &f, &region))
         });
         assert_eq!(h.io_counts().fixed, h.io_counts().submitted);
         h.pins().unpin(region, true).unwrap();

@@ -3,8 +3,11 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
-use host_api::{BackendKind, IoConfig, MmHost, PinCtx, Quotas};
+use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, PinnedPages};
+use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket};
+use host_api::{BackendKind, IoConfig, MmHost, PinCtx, PinView, Quotas};
 use runtime_mm::{Mm, MmConfig};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -96,4 +99,33 @@ pub fn host(backend: BackendKind) -> (MmHost, Arc<Mm>) {
     let mut h = MmHost::from(PinCtx::new(quotas).with_io(io));
     h.attach(mm.clone());
     (h, mm)
+}
+
+/// One long-term pin over the whole destination region (what io_uring
+/// registers as a fixed buffer).
+pub fn pin_region(h: &mut MmHost) -> Resource<PinnedPages> {
+    h.pins()
+        .pin_longterm_pages(DEST, (SIZE / 4096) as u32, GupFlags::WRITE)
+        .unwrap()
+        .unwrap()
+}
+
+/// Our io_uring path: all `SIZE` bytes of `f` into the pinned `region`,
+/// 1 MiB per read, 8 reads in flight.
+pub fn uring_read_all(h: &mut MmHost, f: &Resource<Descriptor>, region: &Resource<PinnedPages>) {
+    let mut inflight = VecDeque::new();
+    let mut next = 0;
+    while next < SIZE || !inflight.is_empty() {
+        while next < SIZE && inflight.len() < 8 {
+            let t = h
+                .pins()
+                .submit_read_at(b(f), b(region), next as u32, CHUNK as u32, next as u64);
+            inflight.push_back(t.unwrap().unwrap());
+            next += CHUNK;
+        }
+        let t = inflight.pop_front().unwrap();
+        let done = wasmtime_wasi::runtime::in_tokio(h.pins().wait(b(&t), 10_000));
+        assert_eq!(done.unwrap(), Some(Ok(CHUNK as u32)));
+        HostIoTicket::drop(&mut h.pins(), t).unwrap();
+    }
 }

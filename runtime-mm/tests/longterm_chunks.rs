@@ -44,27 +44,33 @@ fn locked_kb(lo: usize, hi: usize) -> u64 {
     kb
 }
 
-/// Whether the mapping holding `addr` is `mlock`ed (`lo` in its smaps
-/// `VmFlags`).
-fn vma_locked(addr: usize) -> bool {
+/// The pages among the first `pages` of `m` whose mapping is `mlock`ed
+/// (`lo` in its smaps `VmFlags`), read from one snapshot of smaps.
+fn locked_pages(m: &Mm, pages: u64) -> Vec<u64> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
+    let mut locked: Vec<(usize, usize)> = Vec::new();
+    let mut range = (0, 0);
     for line in smaps.lines() {
-        if let Some((range, _)) = line
+        if let Some((r, _)) = line
             .split_once(' ')
             .filter(|(r, _)| r.contains('-') && !r.ends_with(':'))
         {
-            let (a, b) = range.split_once('-').unwrap();
-            let (a, b) = (
+            let (a, b) = r.split_once('-').unwrap();
+            range = (
                 usize::from_str_radix(a, 16).unwrap(),
                 usize::from_str_radix(b, 16).unwrap(),
             );
-            inside = a <= addr && addr < b;
-        } else if inside && line.starts_with("VmFlags:") {
-            return line.split_whitespace().any(|f| f == "lo");
+        } else if line.starts_with("VmFlags:") && line.split_whitespace().any(|f| f == "lo") {
+            locked.push(range);
         }
     }
-    false
+    let base = m.base() as usize;
+    (0..pages)
+        .filter(|&p| {
+            let addr = base + (p * PAGE) as usize;
+            locked.iter().any(|&(a, b)| a <= addr && addr < b)
+        })
+        .collect()
 }
 
 fn our_locked_kb(m: &Mm) -> u64 {
@@ -330,19 +336,17 @@ fn separate_runs_of_one_call_lock_and_unlock_exactly_themselves() {
         ..Default::default()
     })
     .unwrap();
-    let base = m.base() as usize;
-    let locked = |p: u64| vma_locked(base + (p * PAGE) as usize);
     let middle = pin_longterm_pages(&m, 6 * PAGE, 3, GupFlags::empty()).unwrap();
     // Lacking: pages 3..6 and 9..10 (3 × 3 = 9: a product is not adjacency).
     let wide = pin_longterm_pages(&m, 3 * PAGE, 7, GupFlags::empty()).unwrap();
     let want: Vec<u64> = (3..10).collect();
-    assert_eq!((0..16).filter(|&p| locked(p)).collect::<Vec<_>>(), want);
+    assert_eq!(locked_pages(&m, 16), want);
     assert_eq!(m.stats().locked_bytes, 7 * PAGE);
     drop(wide);
-    assert_eq!((0..16).filter(|&p| locked(p)).collect::<Vec<_>>(), vec![6, 7, 8]);
+    assert_eq!(locked_pages(&m, 16), vec![6, 7, 8]);
     assert_eq!(m.stats().locked_bytes, 3 * PAGE);
     drop(middle);
-    assert_eq!((0..16).filter(|&p| locked(p)).count(), 0);
+    assert!(locked_pages(&m, 16).is_empty());
 }
 
 /// The same with 2-page chunks, where a run's start × length can equal the
@@ -357,18 +361,12 @@ fn runs_split_by_a_held_chunk_stay_separate() {
         ..Default::default()
     })
     .unwrap();
-    let base = m.base() as usize;
-    let locked = || {
-        (0..16)
-            .filter(|&p| vma_locked(base + (p * PAGE) as usize))
-            .collect::<Vec<u64>>()
-    };
     let middle = pin_longterm_pages(&m, 6 * PAGE, 2, GupFlags::empty()).unwrap();
     let wide = pin_longterm_pages(&m, 4 * PAGE, 6, GupFlags::empty()).unwrap();
-    assert_eq!(locked(), (4..10).collect::<Vec<_>>());
+    assert_eq!(locked_pages(&m, 16), (4..10).collect::<Vec<_>>());
     drop(wide);
-    assert_eq!(locked(), vec![6, 7]);
+    assert_eq!(locked_pages(&m, 16), vec![6, 7]);
     assert_eq!(m.stats().locked_bytes, 2 * PAGE);
     drop(middle);
-    assert!(locked().is_empty());
+    assert!(locked_pages(&m, 16).is_empty());
 }
