@@ -20,7 +20,8 @@
 //! its semver promise: the crate pins wasmtime `48.0.x`, and
 //! `tests/guest_boundary.rs` fails loudly if the behaviour changes.
 
-use runtime_mm::{Mm, PinMemoryCreator};
+use crate::view::PinCtxView;
+use runtime_mm::{Errno, Mm, PinMemoryCreator};
 use std::sync::Arc;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
@@ -31,6 +32,25 @@ pub(crate) struct Addr {
     pub value: u64,
     /// Base of the caller's canonical-ABI memory (0: the call had none).
     base: usize,
+}
+
+impl PinCtxView<'_> {
+    /// The memory a local call works on: the caller's (`addr`'s), attached
+    /// as the store's memory (so `stats` and `page-maybe-dma-pinned` answer
+    /// for it); for a call that passed no address, the store's
+    /// ([`own_mm`](Self::own_mm)). `opnotsupp`, with one line on stderr,
+    /// where it is not an `Mm`.
+    pub(crate) fn caller_memory(&mut self, addr: Option<&Addr>) -> Result<Arc<Mm>, Errno> {
+        let Some(addr) = addr else {
+            return self.own_mm();
+        };
+        let Some(mm) = addr.memory(self.ctx.memory()) else {
+            self.ctx.warn_no_memory();
+            return Err(Errno::OpNotSupp);
+        };
+        self.ctx.attach(mm.clone());
+        Ok(mm)
+    }
 }
 
 impl Addr {

@@ -189,33 +189,18 @@ impl PinCtxView<'_> {
     /// Local pins of several ranges, as one `pinned-vec`, on the calling
     /// instance's own memory (every range's `Addr` carries it).
     fn pin_caller_vec(&mut self, ranges: Vec<RangeArg>, flags: GupFlags) -> VecResult {
-        let mm = match ranges.first() {
-            Some(r) => r.start.memory(self.ctx.memory()),
-            None => self.ctx.memory().cloned(),
-        };
-        let Some(mm) = mm else {
-            self.ctx.warn_no_memory();
-            return Ok(Err(Errno::Opnotsupp));
-        };
-        self.ctx.attach(mm.clone());
-        let r = self.pin_vec(&mm, ranges.iter().map(|r| (r.start.value, r.nr_pages)), flags.into());
+        let r = self
+            .caller_memory(ranges.first().map(|r| &r.start))
+            .and_then(|mm| self.pin_vec(&mm, ranges.iter().map(|r| (r.start.value, r.nr_pages)), flags.into()));
         Ok(r.map_err(Errno::from))
     }
 
     /// A local pin on the calling instance's own memory, found per call.
     fn pin_caller(&mut self, kind: PinKind, start: Addr, nr: u32, flags: GupFlags) -> PinResult {
-        match start.memory(self.ctx.memory()) {
-            Some(mm) => {
-                self.ctx.attach(mm.clone());
-                Ok(self
-                    .pin_pages(&mm, kind, start.value, nr, flags.into())
-                    .map_err(Errno::from))
-            }
-            None => {
-                self.ctx.warn_no_memory();
-                Ok(Err(Errno::Opnotsupp))
-            }
-        }
+        let r = self
+            .caller_memory(Some(&start))
+            .and_then(|mm| self.pin_pages(&mm, kind, start.value, nr, flags.into()));
+        Ok(r.map_err(Errno::from))
     }
 }
 

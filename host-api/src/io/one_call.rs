@@ -38,12 +38,7 @@ impl PinCtxView<'_> {
         read: bool,
     ) -> Result<Transfer, E> {
         let file = descriptor::file(self.table, fd, read)?;
-        let Some(mm) = addr.memory(self.ctx.memory()) else {
-            self.ctx.warn_no_memory();
-            return Err(E::OpNotSupp);
-        };
-        // As a pin does: `stats` and `page-maybe-dma-pinned` answer for it.
-        self.ctx.attach(mm.clone());
+        let mm = self.caller_memory(Some(&addr))?;
         let page = mm.page_size();
         let start = addr.value & !(page - 1);
         let end = addr.value.checked_add(u64::from(len)).ok_or(E::Inval)?;
