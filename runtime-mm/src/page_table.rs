@@ -273,8 +273,11 @@ impl PageTable {
             bytes += std::mem::size_of::<Mid>();
             // SAFETY: installed nodes live until the table drops.
             for leaf in unsafe { &*mid }.0.iter() {
-                if !leaf.load(Ordering::Acquire).is_null() {
-                    bytes += std::mem::size_of::<Leaf>() + (FANOUT >> self.chunk_shift) * 8;
+                let leaf = leaf.load(Ordering::Acquire);
+                if !leaf.is_null() {
+                    // SAFETY: as above, for the leaf; its chunk words are a
+                    // separate allocation it owns.
+                    bytes += std::mem::size_of::<Leaf>() + std::mem::size_of_val(&*unsafe { &*leaf }.2);
                 }
             }
         }
