@@ -7,7 +7,8 @@
 //! makes 10000 pin+unpin pairs (or empty calls); criterion reports per pair.
 //!
 //! `one_call/*` (issue 13.2): a WASI guest's one-call `read-into` of 64 KiB
-//! (page cache warm), the empty import in the same WASI store, and native
+//! (page cache warm), the same on a registered file (`read-into-fixed`), the
+//! empty import in the same WASI store, and native
 //! `pread` of the same 64 KiB into the same guest buffer (and into a host
 //! buffer): the overhead of a one-call read is
 //! `read_into_64k - native_pread_64k_into_guest_memory`, to compare with
@@ -66,6 +67,7 @@ fn one_call(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10_000));
     for (name, guest) in [
         ("read_into_64k", "bench_read_into"),
+        ("read_into_fixed_64k", "bench_read_into_fixed"),
         ("empty_import", "bench_empty_loop"),
     ] {
         let component =

@@ -8,6 +8,7 @@
 #
 #   scripts/mutants.sh              # runtime-mm
 #   scripts/mutants.sh host-api     # host-api's unit-testable logic
+#   scripts/mutants.sh runtime-mm --iterate   # extra arguments go to cargo mutants
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
@@ -16,14 +17,16 @@ command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 export MODEL_CASES="${MODEL_CASES:-500}" STRESS_SECS="${STRESS_SECS:-1}"
 # JOBS=2 halves the wall time on this 2-core machine when nothing else runs.
 JOBS="${JOBS:-1}" TIMEOUT="${TIMEOUT:-45}"
-case "${1:-runtime-mm}" in
+what="${1:-runtime-mm}"
+shift || true
+case "$what" in
 runtime-mm)
-    cargo mutants -p runtime-mm --no-default-features --timeout "$TIMEOUT" -j "$JOBS" ;;
+    cargo mutants -p runtime-mm --no-default-features --timeout "$TIMEOUT" -j "$JOBS" "$@" ;;
 host-api)
     cargo mutants -p host-api --timeout 60 -j "$JOBS" \
         -f host-api/src/handles.rs -f host-api/src/quotas.rs \
         -f host-api/src/io/threads.rs -f host-api/src/io/direct.rs \
-        -- --lib ;;
+        "$@" -- --lib ;;
 *)
     echo "usage: scripts/mutants.sh [runtime-mm|host-api]" >&2
     exit 2 ;;

@@ -13,7 +13,7 @@ mod backends;
 mod wasi_state;
 
 use backends::backends;
-use host_api::{BackendKind, IoConfig, PinCtx};
+use host_api::{BackendKind, IoConfig, PinCtx, Quotas};
 use runtime_mm::{Mm, PinMemoryCreator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -252,6 +252,9 @@ fn check_one_call(dir: &Path, mm: &Arc<Mm>, input: &[u8]) {
     let mut got = vec![0u8; 0x10000];
     mm.read(0x30000, &mut got).unwrap();
     assert_eq!(got, input[..0x10000], "submit-read-into");
+    for page in [0x10000, 0x12000, 0x30000, 0x3f000] {
+        assert!(mm.test_and_clear_dirty(page), "a one-call read dirties its pages ({page:#x})");
+    }
     let s = mm.stats();
     assert_eq!(s.pins_outstanding(), 0, "every one-call pin is released: {s:?}");
     assert!(s.fast_path_pages > 0 && s.slow_path_pages == 0, "lock-free: {s:?}");
@@ -259,6 +262,78 @@ fn check_one_call(dir: &Path, mm: &Arc<Mm>, input: &[u8]) {
     let mut guard = [9u8; 3];
     mm.read(0x10000, &mut guard).unwrap();
     assert_eq!(guard, [0; 3]);
+}
+
+fn check_one_call_fixed(dir: &Path, pins: &PinCtx, input: &[u8]) {
+    let mm = pins.memory().unwrap().clone();
+    let mut got = vec![0u8; 10000];
+    mm.read(0x10003, &mut got).unwrap();
+    assert_eq!(got, input[5..10005], "read-into-fixed an unaligned range");
+    assert_eq!(
+        std::fs::read(dir.join("out.bin")).unwrap(),
+        &input[5..10005],
+        "write-from-fixed"
+    );
+    let mut got = vec![0u8; 0x10000];
+    mm.read(0x30000, &mut got).unwrap();
+    assert_eq!(got, input[..0x10000], "submit-read-into-fixed");
+    let mut got = vec![0u8; 100];
+    mm.read(0x20000, &mut got).unwrap();
+    assert_eq!(got, input[7..107], "a slot outlives its descriptor");
+    for page in [0x10000, 0x12000, 0x20000, 0x30000, 0x3f000] {
+        assert!(mm.test_and_clear_dirty(page), "a one-call read dirties its pages ({page:#x})");
+    }
+    assert!(!mm.test_and_clear_dirty(0x28000), "no read touched this page");
+    let s = mm.stats();
+    assert_eq!(s.pins_outstanding(), 0, "every one-call pin is released: {s:?}");
+    assert!(s.fast_path_pages > 0 && s.slow_path_pages == 0, "lock-free: {s:?}");
+    assert_eq!(pins.held().files, 2, "the guest left two slots registered");
+}
+
+/// Issue 13.2/13.3: registered files (`register-file`, `*-fixed`), in sync
+/// and async stores: bytes, directions, bad ranges, the file quota, stale
+/// and forged slots (the checks are the guest's; the bytes are checked here).
+#[test]
+fn registered_files_in_sync_and_async_stores() {
+    let input = pattern(0x20000);
+    let engine = engine();
+    let component = Component::new(&engine, wasm_pin_guests::component("one_call_fixed").unwrap()).unwrap();
+    let state = |dir: &Path| {
+        let mut s = state(dir, &[], BackendKind::Auto);
+        s.pins = PinCtx::new(Quotas {
+            max_files: 3,
+            ..Quotas::default()
+        });
+        s
+    };
+    let dir = scratch("one-call-fixed-sync");
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = Store::new(&engine, state(&dir));
+    let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+    assert_eq!(guest.call_run(&mut store).unwrap(), Ok(()));
+    check_one_call_fixed(&dir, &store.data().pins, &input);
+
+    let dir = scratch("one-call-fixed-async");
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    host_api::add_to_linker_async(&mut linker).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store = Store::new(&engine, state(&dir));
+        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
+        let run = instance
+            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
+            .unwrap();
+        assert_eq!(run.call_async(&mut store, ()).await.unwrap(), (Ok(()),));
+        check_one_call_fixed(&dir, &store.data().pins, &input);
+    });
 }
 
 /// Issue 13.2: one-call transfers (pinned for the transfer only), in sync

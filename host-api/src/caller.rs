@@ -21,6 +21,7 @@
 //! `tests/guest_boundary.rs` fails loudly if the behaviour changes.
 
 use crate::view::PinCtxView;
+use crate::PinCtx;
 use runtime_mm::{Errno, Mm, PinMemoryCreator};
 use std::sync::Arc;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
@@ -41,14 +42,25 @@ impl PinCtxView<'_> {
     /// ([`own_mm`](Self::own_mm)). `opnotsupp`, with one line on stderr,
     /// where it is not an `Mm`.
     pub(crate) fn caller_memory(&mut self, addr: Option<&Addr>) -> Result<Arc<Mm>, Errno> {
-        let Some(addr) = addr else {
-            return self.own_mm();
-        };
-        let Some(mm) = addr.memory(self.ctx.memory()) else {
-            self.ctx.warn_no_memory();
+        match addr {
+            Some(addr) => self.ctx.memory_of(addr),
+            None => self.own_mm(),
+        }
+    }
+}
+
+impl PinCtx {
+    /// [`PinCtxView::caller_memory`] for a call that passed `addr`: needs
+    /// only the context, so the caller may hold the table meanwhile.
+    pub(crate) fn memory_of(&mut self, addr: &Addr) -> Result<Arc<Mm>, Errno> {
+        let Some(mm) = addr.memory(self.memory()) else {
+            self.warn_no_memory();
             return Err(Errno::OpNotSupp);
         };
-        self.ctx.attach(mm.clone());
+        // The common case, the same memory as the last call: nothing to swap.
+        if !self.memory().is_some_and(|m| Arc::ptr_eq(m, &mm)) {
+            self.attach(mm.clone());
+        }
         Ok(mm)
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::handles::CoreHandles;
 use crate::io::direct::OwnFiles;
+use crate::io::fixed::FixedFiles;
 use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use crate::net::{NetCtx, SocketAddrCheck};
 use crate::quotas::{Kind, Objects, Quotas};
@@ -36,6 +37,7 @@ pub struct PinCtx {
     pub(crate) core: HashMap<usize, CoreHandles>,
     pub(crate) io: IoState,
     pub(crate) own_files: OwnFiles,
+    pub(crate) fixed: FixedFiles,
     pub(crate) net: NetCtx,
     pub(crate) cpu_clock: bool,
     warned: AtomicBool,
@@ -74,6 +76,7 @@ impl PinCtx {
             core: HashMap::new(),
             io: IoState::new(IoConfig::default()),
             own_files: OwnFiles::default(),
+            fixed: FixedFiles::default(),
             net: NetCtx::default(),
             cpu_clock: false,
             warned: AtomicBool::new(false),
@@ -161,7 +164,7 @@ impl PinCtx {
     /// How many objects of each kind the guest holds now.
     pub fn held(&self) -> Objects {
         Objects {
-            files: self.own_files.live(),
+            files: self.own_files.live() + self.fixed.live(),
             ..self.held
         }
     }

@@ -25,8 +25,10 @@ pub struct Quotas {
     /// Most bytes pinned long-term at once.
     pub max_longterm_bytes: u64,
     /// Most files open at once through wasm-pin's own imports (`open-direct`
-    /// reopens; files opened with WASI's `open-at` are WASI's). A file counts
-    /// until its descriptor is dropped and no transfer uses it.
+    /// reopens; files opened with WASI's `open-at` are WASI's) plus
+    /// registered files (`register-file`, one per slot). A reopened file
+    /// counts until its descriptor is dropped and no transfer uses it; a slot
+    /// until it is unregistered.
     pub max_files: u32,
     /// Most sockets (listeners and streams) open at once.
     pub max_sockets: u32,
@@ -65,7 +67,8 @@ pub(crate) enum Kind {
 /// How many objects of each kind a guest holds now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Objects {
-    /// Files the guest opened through wasm-pin (direct-I/O reopens).
+    /// Files the guest opened through wasm-pin (direct-I/O reopens) and
+    /// files it registered (`register-file`).
     pub files: u32,
     /// Open sockets (listeners and streams).
     pub sockets: u32,

@@ -115,14 +115,27 @@ impl Drop for Held {
         let mm = &*self.mm;
         let delta = self.req.delta();
         let pfn = self.start >> mm.page_shift();
-        // Release pairs with discard's Acquire freeze.
-        if self.dirty {
-            self.mark_dirty();
-        }
-        let release = |e: &AtomicU64| {
-            e.fetch_sub(delta, Ordering::Release);
+        // Release pairs with discard's Acquire freeze. A dirty release marks
+        // and releases each word in one RMW (the kernel's
+        // `unpin_user_pages_dirty_lock`): the mark lands no later than the
+        // release, so a discard that froze the page afterwards saw it.
+        let released = if self.dirty {
+            mm.stats.add(Counter::Dirtied, self.nr as u64);
+            let release = |e: &AtomicU64| {
+                let mut cur = e.load(Ordering::Relaxed);
+                while let Err(now) =
+                    e.compare_exchange_weak(cur, (cur - delta) | entry::DIRTY, Ordering::Release, Ordering::Relaxed)
+                {
+                    cur = now;
+                }
+            };
+            self.each(release, release)
+        } else {
+            let release = |e: &AtomicU64| {
+                e.fetch_sub(delta, Ordering::Release);
+            };
+            self.each(release, release)
         };
-        let released = self.each(release, release);
         debug_assert_eq!(released, self.nr as u64, "a held page lost its table entry");
         if self.req.longterm() {
             // After the entries (protocol in `longterm`): the last pins of a

@@ -110,7 +110,7 @@ impl PinCtxView<'_> {
         (off, len, at): (u32, u32, u64),
         read: bool,
     ) -> std::result::Result<Transfer, E> {
-        let file = descriptor::file(self.table, fd, read)?;
+        let file = descriptor::file(self.table, fd, read)?.clone();
         let (pages, ptr) = self.buffer(buf, off, len, read)?;
         if self.ctx.own_files.is_direct(&file) {
             direct::check_aligned(ptr, len, at)?;
@@ -165,7 +165,7 @@ impl PinCtxView<'_> {
         bufs: &[IoSlice],
         at: u64,
     ) -> std::result::Result<Vectored, E> {
-        let file = descriptor::file(self.table, fd, read)?;
+        let file = descriptor::file(self.table, fd, read)?.clone();
         let aligned = self.ctx.own_files.is_direct(&file);
         let mut pins = Vec::with_capacity(bufs.len());
         let mut iov = Vec::with_capacity(bufs.len());

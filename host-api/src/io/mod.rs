@@ -12,6 +12,8 @@
 //!
 //! - `descriptor`: a WASI `descriptor` to a file the transfer may use.
 //! - [`direct`]: reopening a WASI file for direct I/O, and its alignment.
+//! - `fixed`: registered files, named by a slot instead of a descriptor.
+//! - `one_call`: transfers on an `(address, length)` pinned for the call.
 //! - `uring`: the io_uring backend; `threads`: the worker-thread backend.
 //! - `imports`: the WIT host functions; `sync`: their synchronous
 //!   registration.
@@ -24,6 +26,7 @@
 
 mod descriptor;
 pub mod direct;
+pub(crate) mod fixed;
 mod imports;
 pub(crate) mod one_call;
 pub(crate) mod sync;

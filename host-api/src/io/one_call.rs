@@ -3,57 +3,100 @@
 //!
 //! The range is pinned with `pin_user_pages_fast` (lock-free for every page
 //! inside the memory) and the pin goes with the transfer: a synchronous one
-//! drops it on return, an asynchronous one holds it in its `Op` until the
-//! completion. Reads mark the pages dirty when they are pinned (the host
-//! writes them). These short pins are not counted against the guest's pin
+//! releases it on return, an asynchronous one holds it in its `Op` until the
+//! completion. A synchronous read marks its pages dirty as it releases them,
+//! one RMW per page (`unpin_user_pages_dirty_lock`); an asynchronous read
+//! marks them when they are pinned, since the backend shares the pin until
+//! the completion. These short pins are not counted against the guest's pin
 //! quotas: they last one call, or one ticket, whose number is bounded by the
 //! ticket quota and the queue depth.
+//!
+//! The file is a `borrow<descriptor>` or a registered slot ([`super::fixed`]).
+//! A synchronous call allocates nothing and clones no `Arc`: it borrows the
+//! file from the table or the slot for the syscall.
 //!
 //! Registered by hand for both kinds of store, because `addr` is lifted as
 //! [`Addr`] (the caller's memory comes with it).
 
+use super::fixed::FixedFile;
 use super::imports::{finish, Transfer};
 use super::{descriptor, direct, transfer, Completion, GuestTicket, Op};
 use crate::bindings::wasm_pin::mm::one_call_io::Errno;
 use crate::caller::Addr;
 use crate::quotas::Kind;
 use crate::view::PinCtxView;
-use runtime_mm::{gup, Errno as E, GupFlags};
+use runtime_mm::{gup, Errno as E, GupFlags, Mm, PinnedPages};
+use std::fs::File;
 use std::sync::Arc;
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{ComponentType, Lift, Linker, Resource};
 use wasmtime::{Result, StoreContextMut};
 use wasmtime_wasi::filesystem::Descriptor;
 
-type Args = (Resource<Descriptor>, Addr, u32, u64);
+/// The file of a one-call transfer, as the guest named it.
+pub(crate) enum Target {
+    /// A descriptor borrowed for this call.
+    Desc(Resource<Descriptor>),
+    /// A registered file's slot.
+    Slot(u32),
+}
+
+impl From<Resource<Descriptor>> for Target {
+    fn from(fd: Resource<Descriptor>) -> Self {
+        Target::Desc(fd)
+    }
+}
+
+impl From<u32> for Target {
+    fn from(slot: u32) -> Self {
+        Target::Slot(slot)
+    }
+}
+
+/// Pins the pages under `[addr, addr + len)` of `mm` for a transfer
+/// (`into` guest memory: a write pin); the pin and the host address of
+/// `addr`. `inval` for an overflowing range, `fault` past the memory.
+fn pin_range(mm: &Arc<Mm>, addr: u64, len: u32, into: bool) -> Result<(PinnedPages, *mut u8), E> {
+    let page = mm.page_size();
+    let start = addr & !(page - 1);
+    let end = addr.checked_add(u64::from(len)).ok_or(E::Inval)?;
+    let nr = usize::try_from(end.div_ceil(page) - start / page).map_err(|_| E::Inval)?;
+    let flags = if into { GupFlags::WRITE } else { GupFlags::empty() };
+    let pin = gup::pin_user_pages_fast(mm, start, nr, flags)?;
+    if pin.len() < nr {
+        return Err(E::Fault); // the range runs past the memory
+    }
+    let ptr = pin.as_ptr().wrapping_add((addr - start) as usize).cast_mut();
+    Ok((pin, ptr))
+}
 
 impl PinCtxView<'_> {
-    /// Resolves and pins one transfer on `[addr, addr + len)` of the
-    /// caller's memory.
-    fn one_call(
-        &mut self,
-        fd: &Resource<Descriptor>,
-        addr: Addr,
-        len: u32,
-        at: u64,
-        read: bool,
-    ) -> Result<Transfer, E> {
-        let file = descriptor::file(self.table, fd, read)?;
-        let mm = self.caller_memory(Some(&addr))?;
-        let page = mm.page_size();
-        let start = addr.value & !(page - 1);
-        let end = addr.value.checked_add(u64::from(len)).ok_or(E::Inval)?;
-        let nr = usize::try_from(end.div_ceil(page) - start / page).map_err(|_| E::Inval)?;
-        let flags = if read { GupFlags::WRITE } else { GupFlags::empty() };
-        let pin = gup::pin_user_pages_fast(&mm, start, nr, flags)?;
-        if pin.len() < nr {
-            return Err(E::Fault); // the range runs past the memory
+    /// The file of a transfer in this direction and whether it is direct:
+    /// `badf` for a dead descriptor or slot, or one not opened for it.
+    fn target_file(&self, target: &Target, into: bool) -> Result<(&Arc<File>, bool), E> {
+        match target {
+            Target::Desc(fd) => {
+                let file = descriptor::file(self.table, fd, into)?;
+                Ok((file, self.ctx.own_files.is_direct(file)))
+            }
+            Target::Slot(slot) => {
+                let f = self.ctx.fixed.get(*slot)?.for_transfer(into)?;
+                Ok((&f.file, f.direct))
+            }
+        }
+    }
+
+    /// Resolves and pins an asynchronous transfer on `[addr, addr + len)`
+    /// of the caller's memory.
+    fn one_call(&mut self, target: &Target, addr: Addr, len: u32, at: u64, read: bool) -> Result<Transfer, E> {
+        let mm = self.ctx.memory_of(&addr)?;
+        let (file, direct) = self.target_file(target, read)?;
+        let file = file.clone();
+        let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
+        if direct {
+            direct::check_aligned(ptr, len, at)?;
         }
         if read {
             pin.mark_dirty();
-        }
-        let ptr = pin.as_ptr().wrapping_add((addr.value - start) as usize).cast_mut();
-        if self.ctx.own_files.is_direct(&file) {
-            direct::check_aligned(ptr, len, at)?;
         }
         Ok(Transfer {
             file,
@@ -63,23 +106,103 @@ impl PinCtxView<'_> {
         })
     }
 
-    fn one_call_now(&mut self, (fd, addr, len, at): Args, read: bool) -> Result<u32, E> {
-        let t = self.one_call(&fd, addr, len, at, read)?;
-        transfer(&t.file, read, t.ptr, t.len, at)
+    /// A synchronous transfer, on the calling thread.
+    fn one_call_now(&mut self, (target, addr, len, at): Args, read: bool) -> Result<u32, E> {
+        let mm = self.ctx.memory_of(&addr)?;
+        let (file, direct) = self.target_file(&target, read)?;
+        let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
+        if direct {
+            direct::check_aligned(ptr, len, at)?;
+        }
+        let n = transfer(file, read, ptr, len, at);
+        pin.unpin_dirty(read);
+        n
     }
 
-    fn one_call_submit(&mut self, (fd, addr, len, at): Args, read: bool) -> Result<Resource<GuestTicket>, E> {
+    fn one_call_submit(&mut self, (target, addr, len, at): Args, read: bool) -> Result<Resource<GuestTicket>, E> {
         self.ctx.admit(Kind::Ticket)?;
-        let t = self.one_call(&fd, addr, len, at, read)?;
+        let t = self.one_call(&target, addr, len, at, read)?;
         self.start_ticket(t, read, at)
     }
 
     /// Starts a one-call transfer the store will await; the op back if the
     /// backend's queue is full.
-    fn one_call_begin(&mut self, (fd, addr, len, at): Args, read: bool) -> Result<(Arc<Completion>, Option<Op>), E> {
-        let t = self.one_call(&fd, addr, len, at, read)?;
+    fn one_call_begin(
+        &mut self,
+        (target, addr, len, at): Args,
+        read: bool,
+    ) -> Result<(Arc<Completion>, Option<Op>), E> {
+        let t = self.one_call(&target, addr, len, at, read)?;
         self.begin_transfer(t, read, at)
     }
+
+    /// `register-file`: the descriptor's file and access, under a new slot.
+    fn register_file(&mut self, fd: Resource<Descriptor>) -> Result<u32, E> {
+        let f = descriptor::wasi_file(self.table, &fd)?;
+        self.ctx.admit(Kind::File)?;
+        let (read, write) = descriptor::access(f);
+        let fixed = FixedFile {
+            file: f.file.clone(),
+            read,
+            write,
+            direct: self.ctx.own_files.is_direct(&f.file),
+        };
+        self.ctx.fixed.register(fixed)
+    }
+}
+
+type Args = (Target, Addr, u32, u64);
+
+/// Registers the transfers of one file argument type `F` (a descriptor
+/// borrow or a slot) under `names` (sync read, sync write, submit read,
+/// submit write).
+fn add_transfers<T: Send + 'static, F>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> PinCtxView<'_>,
+    async_store: bool,
+    names: [&str; 4],
+) -> Result<()>
+where
+    F: ComponentType + Lift + Into<Target> + Send + Sync + 'static,
+{
+    let mut inst = linker.instance("wasm-pin:mm/one-call-io@0.1.0")?;
+    for (name, read) in [(names[0], true), (names[1], false)] {
+        if async_store {
+            inst.func_wrap_async(
+                name,
+                move |mut s: StoreContextMut<'_, T>, (f, addr, len, at): (F, Addr, u32, u64)| {
+                    Box::new(async move {
+                        let begun = get(s.data_mut()).one_call_begin((f.into(), addr, len, at), read);
+                        let r = match begun {
+                            Ok(begun) => finish(begun).await,
+                            Err(e) => Err(e),
+                        };
+                        Ok((r.map_err(Errno::from),))
+                    })
+                },
+            )?;
+        } else {
+            inst.func_wrap(
+                name,
+                move |mut s: StoreContextMut<'_, T>, (f, addr, len, at): (F, Addr, u32, u64)| {
+                    Ok((get(s.data_mut())
+                        .one_call_now((f.into(), addr, len, at), read)
+                        .map_err(Errno::from),))
+                },
+            )?;
+        }
+    }
+    for (name, read) in [(names[2], true), (names[3], false)] {
+        inst.func_wrap(
+            name,
+            move |mut s: StoreContextMut<'_, T>, (f, addr, len, at): (F, Addr, u32, u64)| {
+                Ok((get(s.data_mut())
+                    .one_call_submit((f.into(), addr, len, at), read)
+                    .map_err(Errno::from),))
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Registers `one-call-io` for a synchronous store (`async_store: false`)
@@ -89,29 +212,35 @@ pub(crate) fn add_one_call_io<T: Send + 'static>(
     get: fn(&mut T) -> PinCtxView<'_>,
     async_store: bool,
 ) -> Result<()> {
+    add_transfers::<T, Resource<Descriptor>>(
+        linker,
+        get,
+        async_store,
+        ["read-into", "write-from", "submit-read-into", "submit-write-from"],
+    )?;
+    add_transfers::<T, u32>(
+        linker,
+        get,
+        async_store,
+        [
+            "read-into-fixed",
+            "write-from-fixed",
+            "submit-read-into-fixed",
+            "submit-write-from-fixed",
+        ],
+    )?;
     let mut inst = linker.instance("wasm-pin:mm/one-call-io@0.1.0")?;
-    for (name, read) in [("read-into", true), ("write-from", false)] {
-        if async_store {
-            inst.func_wrap_async(name, move |mut s: StoreContextMut<'_, T>, args: Args| {
-                Box::new(async move {
-                    let begun = get(s.data_mut()).one_call_begin(args, read);
-                    let r = match begun {
-                        Ok(begun) => finish(begun).await,
-                        Err(e) => Err(e),
-                    };
-                    Ok((r.map_err(Errno::from),))
-                })
-            })?;
-        } else {
-            inst.func_wrap(name, move |mut s: StoreContextMut<'_, T>, args: Args| {
-                Ok((get(s.data_mut()).one_call_now(args, read).map_err(Errno::from),))
-            })?;
-        }
-    }
-    for (name, read) in [("submit-read-into", true), ("submit-write-from", false)] {
-        inst.func_wrap(name, move |mut s: StoreContextMut<'_, T>, args: Args| {
-            Ok((get(s.data_mut()).one_call_submit(args, read).map_err(Errno::from),))
-        })?;
-    }
+    inst.func_wrap(
+        "register-file",
+        move |mut s: StoreContextMut<'_, T>, (fd,): (Resource<Descriptor>,)| {
+            Ok((get(s.data_mut()).register_file(fd).map_err(Errno::from),))
+        },
+    )?;
+    inst.func_wrap(
+        "unregister-file",
+        move |mut s: StoreContextMut<'_, T>, (slot,): (u32,)| {
+            Ok((get(s.data_mut()).ctx.fixed.unregister(slot).map_err(Errno::from),))
+        },
+    )?;
     Ok(())
 }
