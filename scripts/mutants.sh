@@ -25,7 +25,7 @@ runtime-mm)
 host-api)
     cargo mutants -p host-api --timeout 60 -j "$JOBS" \
         -f host-api/src/handles.rs -f host-api/src/quotas.rs \
-        -f host-api/src/io/threads.rs -f host-api/src/io/direct.rs \
+        -f host-api/src/io/threads.rs -f host-api/src/io/direct.rs -f host-api/src/io/fixed.rs \
         "$@" -- --lib ;;
 *)
     echo "usage: scripts/mutants.sh [runtime-mm|host-api]" >&2
