@@ -1,0 +1,78 @@
+;; One-call transfers on a direct (`O_DIRECT`) file, by descriptor and by
+;; registered slot: `input.bin` opened with WASI and reopened with
+;; `open-direct`. Aligned reads move the bytes (64 KiB at 0x10000 from
+;; offset 0x1000; by slot, 64 KiB at 0x30000 from offset 0x20000);
+;; a misaligned address, length or file offset is `inval` (index 0) both
+;; ways. Where the filesystem refuses O_DIRECT, `run` returns the error
+;; "opnotsupp" (the host skips); any other failed check traps.
+(module
+  (import "wasi:filesystem/preopens@0.2.12" "get-directories" (func $dirs (param i32)))
+  (import "wasi:filesystem/types@0.2.12" "[method]descriptor.open-at"
+    (func $open_at (param i32 i32 i32 i32 i32 i32 i32)))
+  (import "wasm-pin:mm/zero-copy-io@0.1.0" "open-direct" (func $open_direct (param i32 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "read-into" (func $read_into (param i32 i64 i32 i64 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "register-file" (func $register (param i32 i32)))
+  (import "wasm-pin:mm/one-call-io@0.1.0" "read-into-fixed" (func $read_fixed (param i32 i64 i32 i64 i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 0x1000))
+  (data (i32.const 0x20) "input.bin")
+  (data (i32.const 0x40) "opnotsupp")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func $check (param i32) (if (i32.eqz (local.get 0)) (then unreachable)))
+  (func $ok (param $n i32)
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (call $check (i32.eq (i32.load (i32.const 0x114)) (local.get $n))))
+  (func $err (param $e i32)
+    (call $check (i32.eq (i32.load8_u (i32.const 0x110)) (i32.const 1)))
+    (call $check (i32.eq (i32.load8_u (i32.const 0x114)) (local.get $e))))
+  (func (export "run") (result i32)
+    (local $in i32) (local $d i32) (local $s i32)
+    (call $dirs (i32.const 0x100))
+    (call $open_at (i32.load (i32.load (i32.const 0x100))) (i32.const 1) (i32.const 0x20) (i32.const 9)
+      (i32.const 0) (i32.const 1) (i32.const 0x108))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x108))))
+    (local.set $in (i32.load (i32.const 0x10c)))
+    (call $open_direct (local.get $in) (i32.const 0x110))
+    (if (i32.load8_u (i32.const 0x110))
+      (then
+        ;; opnotsupp (index 5): result<_, string> err "opnotsupp" at 0x200.
+        (call $check (i32.eq (i32.load8_u (i32.const 0x114)) (i32.const 5)))
+        (i32.store8 (i32.const 0x200) (i32.const 1))
+        (i32.store (i32.const 0x204) (i32.const 0x40))
+        (i32.store (i32.const 0x208) (i32.const 9))
+        (return (i32.const 0x200))))
+    (local.set $d (i32.load (i32.const 0x114)))
+    (call $read_into (local.get $d) (i64.const 0x10000) (i32.const 0x10000) (i64.const 0x1000) (i32.const 0x110))
+    (call $ok (i32.const 0x10000))
+    ;; Misaligned address, length, file offset.
+    (call $read_into (local.get $d) (i64.const 0x10200) (i32.const 0x1000) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 0))
+    (call $read_into (local.get $d) (i64.const 0x10000) (i32.const 0x1200) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 0))
+    (call $read_into (local.get $d) (i64.const 0x10000) (i32.const 0x1000) (i64.const 0x200) (i32.const 0x110))
+    (call $err (i32.const 0))
+    ;; The same through a registered slot.
+    (call $register (local.get $d) (i32.const 0x110))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (local.set $s (i32.load (i32.const 0x114)))
+    (call $read_fixed (local.get $s) (i64.const 0x30000) (i32.const 0x10000) (i64.const 0x20000) (i32.const 0x110))
+    (call $ok (i32.const 0x10000))
+    (call $read_fixed (local.get $s) (i64.const 0x30200) (i32.const 0x1000) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 0))
+    (call $read_fixed (local.get $s) (i64.const 0x30000) (i32.const 0x1200) (i64.const 0) (i32.const 0x110))
+    (call $err (i32.const 0))
+    (call $read_fixed (local.get $s) (i64.const 0x30000) (i32.const 0x1000) (i64.const 0x200) (i32.const 0x110))
+    (call $err (i32.const 0))
+    ;; A registered plain descriptor is not direct: the misaligned read works.
+    (call $register (local.get $in) (i32.const 0x110))
+    (call $check (i32.eqz (i32.load8_u (i32.const 0x110))))
+    (call $read_fixed (i32.load (i32.const 0x114)) (i64.const 0x20003) (i32.const 100) (i64.const 5) (i32.const 0x110))
+    (call $ok (i32.const 100))
+    (i32.store8 (i32.const 0x200) (i32.const 0))
+    (i32.const 0x200))
+)
