@@ -740,3 +740,29 @@ fn fill_to_max(m: &Arc<Mm>, page: u64) -> Vec<PinnedPages> {
         }
     }
 }
+
+/// A block word whose pin counter is full takes no more block pins: the
+/// next whole-block call takes the block's pages one by one instead, so no
+/// counter ever wraps into its neighbour (found by mutation testing: a
+/// block take that ignored a full counter carried into the get count).
+#[test]
+fn a_full_block_counter_falls_back_to_page_pins() {
+    const PIN_MAX: u32 = (1 << 20) - 1;
+    let m = mm(BLOCK);
+    let mut held = Vec::with_capacity(PIN_MAX as usize);
+    while held.len() < PIN_MAX as usize {
+        held.push(pin_user_pages_fast(&m, 0, BLOCK as usize, GupFlags::empty()).unwrap());
+    }
+    assert_eq!(m.page_state(7 * PAGE).unwrap().pins, PIN_MAX, "each call one block pin");
+    let more = pin_user_pages_fast(&m, 0, BLOCK as usize, GupFlags::empty()).unwrap();
+    assert_eq!(more.len(), BLOCK as usize);
+    for page in [0, 7, BLOCK - 1] {
+        let s = m.page_state(page * PAGE).unwrap();
+        assert_eq!((s.pins, s.gets), (PIN_MAX + 1, 0), "page {page}");
+    }
+    drop(more);
+    drop(held);
+    let s = m.page_state(7 * PAGE).unwrap();
+    assert_eq!((s.pins, s.gets), (0, 0));
+    assert_eq!(m.stats().pins_outstanding(), 0);
+}
