@@ -342,6 +342,36 @@ fn registered_files_in_sync_and_async_stores() {
     });
 }
 
+/// Registered-file slots belong to the instance that registered them: a
+/// second instance of the same store cannot read through, or unregister,
+/// the first one's slot, though it holds the same number in its own table.
+#[test]
+fn registered_file_slots_are_per_instance() {
+    let input = pattern(0x1000);
+    let engine = engine();
+    let component = Component::new(&engine, wasm_pin_guests::component("one_call_fixed_isolated").unwrap()).unwrap();
+    let dir = scratch("one-call-fixed-isolated");
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
+    let a = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+    let b = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+    assert_eq!(a.call_run(&mut store).unwrap(), Ok(()));
+    let mm_a = store.data().pins.memory().unwrap().clone();
+    assert_eq!(store.data().pins.held().files, 1);
+    assert_eq!(b.call_run(&mut store).unwrap(), Ok(()), "b saw a's slot");
+    let mm_b = store.data().pins.memory().unwrap().clone();
+    assert!(!Arc::ptr_eq(&mm_a, &mm_b), "two instances, two memories");
+    assert_eq!(store.data().pins.held().files, 2, "a's slot survived b's unregister");
+    for mm in [&mm_a, &mm_b] {
+        let mut got = [0u8; 16];
+        mm.read(0x10000, &mut got).unwrap();
+        assert_eq!(got, input[..16]);
+    }
+}
+
 /// The bytes `one_call_direct` read; false if the filesystem refused
 /// O_DIRECT (then nothing is checked).
 fn check_one_call_direct(result: Result<(), String>, pins: &PinCtx, input: &[u8]) -> bool {

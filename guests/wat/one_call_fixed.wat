@@ -98,20 +98,27 @@
     (call $register (local.get $out) (i32.const 0x110))
     (call $err (i32.const 22))
     (call $check (i32.eq (call $unreg (local.get $s)) (i32.const -1)))
-    ;; Unregistered: the slot is stale (badf), twice; a new registration
-    ;; reuses the index under a new generation and does not revive it.
+    ;; Unregistered: the slot is stale (badf), twice; a new registration of
+    ;; the same (readable) file reuses the index under a new generation and
+    ;; does not revive it.
     (call $check (i32.eq (call $unreg (local.get $s_in)) (i32.const -1)))
     (call $read_into (local.get $s_in) (i64.const 0x10003) (i32.const 10) (i64.const 0) (i32.const 0x110))
     (call $err (i32.const 8))
     (call $check (i32.eq (call $unreg (local.get $s_in)) (i32.const 8)))
-    (local.set $s (call $reg (local.get $out)))
+    (local.set $s (call $reg (call $open (i32.const 0x20) (i32.const 9) (i32.const 0) (i32.const 1))))
+    (call $check (i32.eq (i32.and (local.get $s) (i32.const 0xffff)) (i32.and (local.get $s_in) (i32.const 0xffff))))
     (call $check (i32.ne (local.get $s) (local.get $s_in)))
-    (call $read_into (local.get $s_in) (i64.const 0x10003) (i32.const 10) (i64.const 0) (i32.const 0x110))
+    (call $read_into (local.get $s) (i64.const 0x10003) (i32.const 10) (i64.const 5) (i32.const 0x110))
+    (call $ok (i32.const 10))
+    (call $read_into (local.get $s_in) (i64.const 0x10003) (i32.const 10) (i64.const 5) (i32.const 0x110))
     (call $err (i32.const 8))
-    ;; Forged from a live slot: badf.
-    (call $read_into (i32.add (local.get $s_out) (i32.const 0x10000)) (i64.const 0x10003) (i32.const 10)
+    ;; Forged from a live slot (another generation), in the direction the
+    ;; live one allows: badf.
+    (call $write_from (i32.add (local.get $s_out) (i32.const 0x10000)) (i64.const 0x10003) (i32.const 10)
       (i64.const 0) (i32.const 0x110))
     (call $err (i32.const 8))
+    (call $write_from (local.get $s_out) (i64.const 0x10003) (i32.const 10) (i64.const 0) (i32.const 0x110))
+    (call $ok (i32.const 10))
     (call $check (i32.eq (call $unreg (i32.const 0x7777)) (i32.const 8)))
     (i32.store8 (i32.const 0x200) (i32.const 0))
     (i32.const 0x200))

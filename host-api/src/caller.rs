@@ -3,9 +3,11 @@
 //! wasmtime 48 gives a component host function no handle on its caller's
 //! memory. It does lift the call's arguments through a `LiftContext` that
 //! holds the memory named by the caller's `canon lower` options: the memory
-//! of the very (sub-)component that made the call. [`Addr`] is a `u64`
-//! argument that records that memory's base while it is lifted; the import
-//! then finds the `Mm` with [`PinMemoryCreator::find`]. So however the
+//! of the very (sub-)component that made the call. [`Called`] wraps an
+//! argument and records that memory's base while it is lifted ([`Addr`]: a
+//! `u64` address); the import then finds the `Mm` with
+//! [`PinMemoryCreator::find`], and the base names the calling instance
+//! (registered-file slots keep one table per instance by it). So however the
 //! embedder instantiated (sync, async, `instantiate_pre`, a composed
 //! component whose sub-components each have a memory), each call resolves
 //! addresses against its own caller's memory, with no setup.
@@ -27,13 +29,17 @@ use std::sync::Arc;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
 
-/// A `u64` guest address together with the base of the caller's memory.
+/// An argument together with the base of the caller's memory: which
+/// instance made the call (its memory) comes with the value.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Addr {
-    pub value: u64,
+pub(crate) struct Called<T> {
+    pub value: T,
     /// Base of the caller's canonical-ABI memory (0: the call had none).
-    base: usize,
+    pub base: usize,
 }
+
+/// A `u64` guest address with the caller's memory.
+pub(crate) type Addr = Called<u64>;
 
 impl PinCtxView<'_> {
     /// The memory a local call works on: the caller's (`addr`'s), attached
@@ -65,7 +71,7 @@ impl PinCtx {
     }
 }
 
-impl Addr {
+impl<T> Called<T> {
     /// The caller's memory, if it is a live `Mm` of a `PinMemoryCreator`.
     /// `last` is the memory the store's previous pin resolved: the same
     /// base means the same memory (a store's memories live as long as the
@@ -81,36 +87,36 @@ impl Addr {
         }
     }
 
-    fn new(value: u64, cx: &LiftContext<'_>) -> Addr {
+    fn new(value: T, cx: &LiftContext<'_>) -> Called<T> {
         let mem = cx.memory();
         let base = if mem.is_empty() { 0 } else { mem.as_ptr() as usize };
-        Addr { value, base }
+        Called { value, base }
     }
 }
 
-// SAFETY: every item forwards to `u64`'s implementation: the same lowered
-// representation, ABI and type check, so wasmtime lifts an `Addr` exactly
-// where it would lift a `u64`.
-unsafe impl ComponentType for Addr {
-    type Lower = <u64 as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <u64 as ComponentType>::ABI;
-    const MAY_REQUIRE_REALLOC: bool = false;
+// SAFETY: every item forwards to `T`'s implementation: the same lowered
+// representation, ABI and type check, so wasmtime lifts a `Called<T>`
+// exactly where it would lift a `T`.
+unsafe impl<T: ComponentType> ComponentType for Called<T> {
+    type Lower = T::Lower;
+    const ABI: CanonicalAbiInfo = T::ABI;
+    const MAY_REQUIRE_REALLOC: bool = T::MAY_REQUIRE_REALLOC;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <u64 as ComponentType>::typecheck(ty, types)
+        T::typecheck(ty, types)
     }
 }
 
-// SAFETY: lifting is `u64`'s; reading `cx.memory()`'s base address touches no
+// SAFETY: lifting is `T`'s; reading `cx.memory()`'s base address touches no
 // guest byte.
-unsafe impl Lift for Addr {
+unsafe impl<T: Lift> Lift for Called<T> {
     fn linear_lift_from_flat(cx: &mut LiftContext<'_>, ty: InterfaceType, src: &Self::Lower) -> wasmtime::Result<Self> {
-        let v = u64::linear_lift_from_flat(cx, ty, src)?;
-        Ok(Addr::new(v, cx))
+        let v = T::linear_lift_from_flat(cx, ty, src)?;
+        Ok(Called::new(v, cx))
     }
 
     fn linear_lift_from_memory(cx: &mut LiftContext<'_>, ty: InterfaceType, bytes: &[u8]) -> wasmtime::Result<Self> {
-        let v = u64::linear_lift_from_memory(cx, ty, bytes)?;
-        Ok(Addr::new(v, cx))
+        let v = T::linear_lift_from_memory(cx, ty, bytes)?;
+        Ok(Called::new(v, cx))
     }
 }

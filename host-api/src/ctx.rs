@@ -3,7 +3,6 @@
 
 use crate::handles::CoreHandles;
 use crate::io::direct::OwnFiles;
-use crate::io::fixed::FixedFiles;
 use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use crate::net::{NetCtx, SocketAddrCheck};
 use crate::quotas::{Kind, Objects, Quotas};
@@ -37,7 +36,6 @@ pub struct PinCtx {
     pub(crate) core: HashMap<usize, CoreHandles>,
     pub(crate) io: IoState,
     pub(crate) own_files: OwnFiles,
-    pub(crate) fixed: FixedFiles,
     pub(crate) net: NetCtx,
     pub(crate) cpu_clock: bool,
     warned: AtomicBool,
@@ -76,7 +74,6 @@ impl PinCtx {
             core: HashMap::new(),
             io: IoState::new(IoConfig::default()),
             own_files: OwnFiles::default(),
-            fixed: FixedFiles::default(),
             net: NetCtx::default(),
             cpu_clock: false,
             warned: AtomicBool::new(false),
@@ -164,7 +161,8 @@ impl PinCtx {
     /// How many objects of each kind the guest holds now.
     pub fn held(&self) -> Objects {
         Objects {
-            files: self.own_files.live() + self.fixed.live(),
+            // Reopens live while any reference does; slots are counted.
+            files: self.own_files.live() + self.held.files,
             ..self.held
         }
     }

@@ -26,9 +26,9 @@ pub struct Quotas {
     pub max_longterm_bytes: u64,
     /// Most files open at once through wasm-pin's own imports (`open-direct`
     /// reopens; files opened with WASI's `open-at` are WASI's) plus
-    /// registered files (`register-file`, one per slot). A reopened file
-    /// counts until its descriptor is dropped and no transfer uses it; a slot
-    /// until it is unregistered.
+    /// registered-file slots (`register-file`). A reopened file counts
+    /// until its descriptor is dropped and no transfer or slot uses it; a
+    /// slot until it is unregistered (so a registered reopen counts twice).
     pub max_files: u32,
     /// Most sockets (listeners and streams) open at once.
     pub max_sockets: u32,

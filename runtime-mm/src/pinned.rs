@@ -123,10 +123,13 @@ impl Drop for Held {
             mm.stats.add(Counter::Dirtied, self.nr as u64);
             let release = |e: &AtomicU64| {
                 let mut cur = e.load(Ordering::Relaxed);
-                while let Err(now) =
-                    e.compare_exchange_weak(cur, (cur - delta) | entry::DIRTY, Ordering::Release, Ordering::Relaxed)
-                {
-                    cur = now;
+                loop {
+                    // Wrapping, as `fetch_sub` is: we hold `delta` on this word.
+                    let new = cur.wrapping_sub(delta) | entry::DIRTY;
+                    match e.compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
+                        Ok(_) => break,
+                        Err(now) => cur = now,
+                    }
                 }
             };
             self.each(release, release)

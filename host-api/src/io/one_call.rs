@@ -5,24 +5,23 @@
 //! inside the memory) and the pin goes with the transfer: a synchronous one
 //! releases it on return, an asynchronous one holds it in its `Op` until the
 //! completion. A synchronous read marks its pages dirty as it releases them,
-//! one RMW per page (`unpin_user_pages_dirty_lock`); an asynchronous read
+//! one RMW per counter word (`unpin_user_pages_dirty_lock`); an asynchronous read
 //! marks them when they are pinned, since the backend shares the pin until
 //! the completion. These short pins are not counted against the guest's pin
 //! quotas: they last one call, or one ticket, whose number is bounded by the
 //! ticket quota and the queue depth.
 //!
 //! The file is a `borrow<descriptor>` or a registered slot ([`super::fixed`]).
-//! A synchronous call allocates nothing and clones no `Arc`: it borrows the
-//! file from the table or the slot for the syscall.
+//! A synchronous call allocates nothing and does not clone the file's `Arc`:
+//! it borrows the file from the table or the registration for the syscall.
 //!
 //! Registered by hand for both kinds of store, because `addr` is lifted as
 //! [`Addr`] (the caller's memory comes with it).
 
-use super::fixed::FixedFile;
 use super::imports::{finish, Transfer};
 use super::{descriptor, direct, transfer, Completion, GuestTicket, Op};
 use crate::bindings::wasm_pin::mm::one_call_io::Errno;
-use crate::caller::Addr;
+use crate::caller::{Addr, Called};
 use crate::quotas::Kind;
 use crate::view::PinCtxView;
 use runtime_mm::{gup, Errno as E, GupFlags, Mm, PinnedPages};
@@ -70,16 +69,17 @@ fn pin_range(mm: &Arc<Mm>, addr: u64, len: u32, into: bool) -> Result<(PinnedPag
 }
 
 impl PinCtxView<'_> {
-    /// The file of a transfer in this direction and whether it is direct:
-    /// `badf` for a dead descriptor or slot, or one not opened for it.
-    fn target_file(&self, target: &Target, into: bool) -> Result<(&Arc<File>, bool), E> {
+    /// The file of a transfer in this direction by the instance whose
+    /// memory is at `base`, and whether it is direct: `badf` for a dead
+    /// descriptor or slot, or one not opened for it.
+    fn target_file(&self, target: &Target, base: usize, into: bool) -> Result<(&Arc<File>, bool), E> {
         match target {
             Target::Desc(fd) => {
                 let file = descriptor::file(self.table, fd, into)?;
                 Ok((file, self.ctx.own_files.is_direct(file)))
             }
             Target::Slot(slot) => {
-                let f = self.ctx.fixed.get(*slot)?.for_transfer(into)?;
+                let f = self.fixed_file(base, *slot, into)?;
                 Ok((&f.file, f.direct))
             }
         }
@@ -89,7 +89,7 @@ impl PinCtxView<'_> {
     /// of the caller's memory.
     fn one_call(&mut self, target: &Target, addr: Addr, len: u32, at: u64, read: bool) -> Result<Transfer, E> {
         let mm = self.ctx.memory_of(&addr)?;
-        let (file, direct) = self.target_file(target, read)?;
+        let (file, direct) = self.target_file(target, addr.base, read)?;
         let file = file.clone();
         let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
         if direct {
@@ -109,7 +109,7 @@ impl PinCtxView<'_> {
     /// A synchronous transfer, on the calling thread.
     fn one_call_now(&mut self, (target, addr, len, at): Args, read: bool) -> Result<u32, E> {
         let mm = self.ctx.memory_of(&addr)?;
-        let (file, direct) = self.target_file(&target, read)?;
+        let (file, direct) = self.target_file(&target, addr.base, read)?;
         let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
         if direct {
             direct::check_aligned(ptr, len, at)?;
@@ -134,20 +134,6 @@ impl PinCtxView<'_> {
     ) -> Result<(Arc<Completion>, Option<Op>), E> {
         let t = self.one_call(&target, addr, len, at, read)?;
         self.begin_transfer(t, read, at)
-    }
-
-    /// `register-file`: the descriptor's file and access, under a new slot.
-    fn register_file(&mut self, fd: Resource<Descriptor>) -> Result<u32, E> {
-        let f = descriptor::wasi_file(self.table, &fd)?;
-        self.ctx.admit(Kind::File)?;
-        let (read, write) = descriptor::access(f);
-        let fixed = FixedFile {
-            file: f.file.clone(),
-            read,
-            write,
-            direct: self.ctx.own_files.is_direct(&f.file),
-        };
-        self.ctx.fixed.register(fixed)
     }
 }
 
@@ -232,14 +218,14 @@ pub(crate) fn add_one_call_io<T: Send + 'static>(
     let mut inst = linker.instance("wasm-pin:mm/one-call-io@0.1.0")?;
     inst.func_wrap(
         "register-file",
-        move |mut s: StoreContextMut<'_, T>, (fd,): (Resource<Descriptor>,)| {
+        move |mut s: StoreContextMut<'_, T>, (fd,): (Called<Resource<Descriptor>>,)| {
             Ok((get(s.data_mut()).register_file(fd).map_err(Errno::from),))
         },
     )?;
     inst.func_wrap(
         "unregister-file",
-        move |mut s: StoreContextMut<'_, T>, (slot,): (u32,)| {
-            Ok((get(s.data_mut()).ctx.fixed.unregister(slot).map_err(Errno::from),))
+        move |mut s: StoreContextMut<'_, T>, (slot,): (Called<u32>,)| {
+            Ok((get(s.data_mut()).unregister_file(slot).map_err(Errno::from),))
         },
     )?;
     Ok(())
