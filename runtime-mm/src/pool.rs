@@ -536,3 +536,30 @@ impl Drop for Lease {
         self.pool.reset(self.slot, self.committed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `alloc_reserved` (what wasmtime's pooled memories call, with their
+    /// own reservation and guard) refuses a reservation over
+    /// `max_memory_bytes` even when it and its guard fit the slot, and a
+    /// guard that runs past the slot; a smaller reservation fits.
+    #[test]
+    fn reservations_over_the_maximum_or_the_slot_are_too_large() {
+        let pool = MemoryPool::new(PoolConfig {
+            slots: 1,
+            max_memory_bytes: 1 << 20,
+            guard_bytes: 64 << 10,
+            keep_resident_bytes: 0,
+            memlock_limit_bytes: 0,
+            decommit_batch_size: 1,
+        })
+        .unwrap();
+        let too_large = |r: Result<Arc<Mm>, PoolError>| matches!(r, Err(PoolError::TooLarge { .. }));
+        assert!(too_large(pool.alloc_reserved(0, None, (1 << 20) + 4096, 0)));
+        assert!(too_large(pool.alloc_reserved(0, None, 1 << 20, (64 << 10) + 4096)));
+        let m = pool.alloc_reserved(4096, None, 512 << 10, 0).unwrap();
+        assert_eq!(m.capacity(), 512 << 10);
+    }
+}

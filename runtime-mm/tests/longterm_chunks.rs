@@ -370,3 +370,23 @@ fn runs_split_by_a_held_chunk_stay_separate() {
     drop(middle);
     assert!(locked_pages(&m, 16).is_empty());
 }
+
+/// A long-term range over an unlocked chunk followed by one already locked
+/// locks the first and only the first: the locked chunk adds no (empty)
+/// `mlock` run of its own, which `region::lock` would refuse.
+#[test]
+fn a_range_ending_in_a_locked_chunk_locks_only_the_rest() {
+    let m = mm(3 * CHUNK, 64 << 20);
+    let held = pin_longterm_pages(&m, CHUNK + PAGE, 1, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, CHUNK);
+    for pin in [pin_longterm_pages, pin_longterm_pages_fast] {
+        let both = pin(&m, CHUNK - PAGE, 4, GupFlags::WRITE).unwrap();
+        assert_eq!(both.len(), 4);
+        assert_eq!(m.stats().locked_bytes, 2 * CHUNK);
+        assert_eq!(our_locked_kb(&m), 2 * CHUNK / 1024);
+        drop(both);
+        assert_eq!(m.stats().locked_bytes, CHUNK, "chunk 0 unlocked again");
+    }
+    drop(held);
+    assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (0, 0));
+}

@@ -607,3 +607,36 @@ fn a_full_batch_is_decommitted_at_once() {
     let s = pool.stats();
     assert_eq!((s.pending, s.free, s.resets), (0, 4, 2), "{s:?}");
 }
+
+/// Resetting a slot touches that slot only: the decommit after a tenant
+/// that grew to the maximum, and hiding its excess from the next, smaller
+/// tenant, leave the neighbouring slot's live memory readable and intact;
+/// the whole excess (not only its first page) is inaccessible again (found
+/// by mutation testing: a decommit or a hide of the wrong length).
+#[test]
+fn a_slot_reset_stays_inside_its_slot() {
+    let pool = MemoryPool::new(small(2)).unwrap();
+    let (x, y) = (pool.alloc(64 * KIB, None).unwrap(), pool.alloc(64 * KIB, None).unwrap());
+    // The lower slot is reset; its neighbour above it stays live.
+    let (a, c) = if x.base() < y.base() { (x, y) } else { (y, x) };
+    let base = a.base();
+    c.write(0, &[0xcd; 64 * KIB as usize]).unwrap();
+    a.grow_to(MIB).unwrap();
+    a.write(0, &vec![0xab; MIB as usize]).unwrap();
+    pool.release(a); // decommit batch 1: [keep, 1 MiB) dropped now
+    let check_neighbour = || {
+        assert_eq!(protection(c.base()), "rw-p");
+        let mut got = vec![0u8; 64 * KIB as usize];
+        c.read(0, &mut got).unwrap();
+        assert!(got.iter().all(|&b| b == 0xcd), "the neighbour's bytes survive");
+    };
+    check_neighbour();
+    let b = pool.alloc(128 * KIB, None).unwrap();
+    assert_eq!(b.base(), base, "the only free slot");
+    check_neighbour();
+    for off in [128 * KIB, 512 * KIB, MIB - 1] {
+        // SAFETY (of the arithmetic): inside the pool's mapping.
+        assert_eq!(protection(unsafe { base.add(off as usize) }), "---p", "excess at {off:#x}");
+    }
+    assert_zero(&b, 128 * KIB);
+}
