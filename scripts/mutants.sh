@@ -3,7 +3,8 @@
 # on runtime-mm (no wasmtime needed: --no-default-features), then on
 # host-api's logic that runs without guests (quotas, handle tables, errno
 # mapping, backends). Not part of .ci/run: it takes tens of minutes on two
-# cores. Results land in mutants.out/ (git-ignored); record the per-file
+# cores. Results land in mutants.out/ (host-api's in
+# target/host-api-mutants/mutants.out/, both git-ignored); record the per-file
 # scores in docs/SAFETY.md.
 #
 #   scripts/mutants.sh              # runtime-mm
@@ -23,9 +24,11 @@ case "$what" in
 runtime-mm)
     cargo mutants -p runtime-mm --no-default-features --timeout "$TIMEOUT" -j "$JOBS" "$@" ;;
 host-api)
-    cargo mutants -p host-api --timeout 60 -j "$JOBS" \
+    # Its own output directory, so runtime-mm's mutants.out/ stays.
+    cargo mutants -p host-api --timeout 60 -j "$JOBS" -o target/host-api-mutants \
         -f host-api/src/handles.rs -f host-api/src/quotas.rs \
         -f host-api/src/io/threads.rs -f host-api/src/io/direct.rs -f host-api/src/io/fixed.rs \
+        -f host-api/src/bindings.rs \
         "$@" -- --lib ;;
 *)
     echo "usage: scripts/mutants.sh [runtime-mm|host-api]" >&2

@@ -139,3 +139,67 @@ impl From<runtime_mm::MmStats> for MmStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every errno crosses the WIT boundary both ways unchanged, and no two
+    /// share a WIT value.
+    #[test]
+    fn errnos_map_one_to_one() {
+        let mut seen = std::collections::HashSet::new();
+        for e in runtime_mm::Errno::ALL {
+            let w = Errno::from(e);
+            assert_eq!(runtime_mm::Errno::from(w), e);
+            assert!(seen.insert(w as u8), "{e:?} shares its WIT value");
+            // The WIT name is the errno's (`BadF` and `badf`).
+            assert_eq!(w.name(), format!("{e:?}").to_lowercase());
+        }
+    }
+
+    #[test]
+    fn guest_flags_carry_each_bit_alone() {
+        let conv = runtime_mm::GupFlags::from;
+        assert_eq!(conv(GupFlags::empty()), runtime_mm::GupFlags::empty());
+        assert_eq!(conv(GupFlags::WRITE), runtime_mm::GupFlags::WRITE);
+        assert_eq!(conv(GupFlags::FORCE), runtime_mm::GupFlags::FORCE);
+        assert_eq!(conv(GupFlags::NOWAIT), runtime_mm::GupFlags::NOWAIT);
+        assert_eq!(
+            conv(GupFlags::WRITE | GupFlags::NOWAIT),
+            runtime_mm::GupFlags::WRITE | runtime_mm::GupFlags::NOWAIT
+        );
+    }
+
+    #[test]
+    fn stats_keep_every_counter() {
+        let s = runtime_mm::MmStats {
+            foll_pin_acquired: 1,
+            foll_pin_released: 2,
+            foll_get_taken: 3,
+            foll_get_put: 4,
+            fast_path_pages: 5,
+            slow_path_pages: 6,
+            fast_fallbacks: 7,
+            longterm_pinned_pages: 8,
+            remote_pages: 9,
+            dirtied_pages: 10,
+            locked_bytes: 11,
+        };
+        let w = MmStats::from(s);
+        let got = [
+            w.foll_pin_acquired,
+            w.foll_pin_released,
+            w.foll_get_taken,
+            w.foll_get_put,
+            w.fast_path_pages,
+            w.slow_path_pages,
+            w.fast_fallbacks,
+            w.longterm_pinned_pages,
+            w.remote_pages,
+            w.dirtied_pages,
+            w.locked_bytes,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    }
+}

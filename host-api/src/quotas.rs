@@ -108,3 +108,41 @@ impl Quotas {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [Kind; 4] = [Kind::File, Kind::Socket, Kind::Grant, Kind::Ticket];
+
+    /// Each kind reads and counts its own field, and its own quota.
+    #[test]
+    fn each_kind_has_its_own_count_and_quota() {
+        let mut o = Objects::default();
+        for (i, k) in KINDS.into_iter().enumerate() {
+            *o.count(k) += 10 + i as u32;
+        }
+        assert_eq!(
+            o,
+            Objects {
+                files: 10,
+                sockets: 11,
+                grants: 12,
+                tickets: 13
+            }
+        );
+        for (i, k) in KINDS.into_iter().enumerate() {
+            assert_eq!(o.get(k), 10 + i as u32, "{k:?}");
+        }
+        let q = Quotas {
+            max_files: 3,
+            max_sockets: 4,
+            max_grants: 5,
+            max_tickets: 6,
+            ..Quotas::default()
+        };
+        for (i, k) in KINDS.into_iter().enumerate() {
+            assert_eq!(q.max(k), 3 + i as u32, "{k:?}");
+        }
+    }
+}

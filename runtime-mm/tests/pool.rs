@@ -636,7 +636,11 @@ fn a_slot_reset_stays_inside_its_slot() {
     check_neighbour();
     for off in [128 * KIB, 512 * KIB, MIB - 1] {
         // SAFETY (of the arithmetic): inside the pool's mapping.
-        assert_eq!(protection(unsafe { base.add(off as usize) }), "---p", "excess at {off:#x}");
+        assert_eq!(
+            protection(unsafe { base.add(off as usize) }),
+            "---p",
+            "excess at {off:#x}"
+        );
     }
     assert_zero(&b, 128 * KIB);
 }

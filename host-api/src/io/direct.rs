@@ -102,3 +102,91 @@ impl OwnFiles {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime_wasi::FsPerms;
+
+    #[test]
+    fn alignment_covers_address_length_and_offset() {
+        let a = ALIGN as usize as *const u8;
+        assert_eq!(check_aligned(a, ALIGN, 0), Ok(()));
+        assert_eq!(check_aligned(a, 4 * ALIGN, 8 * u64::from(ALIGN)), Ok(()));
+        assert_eq!(check_aligned(a.wrapping_add(512), ALIGN, 0), Err(Errno::Inval));
+        assert_eq!(check_aligned(a, ALIGN + 512, 0), Err(Errno::Inval));
+        assert_eq!(check_aligned(a, ALIGN, 512), Err(Errno::Inval));
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("host-api-direct-{}-{name}", std::process::id()));
+        std::fs::write(&p, vec![7u8; 8192]).unwrap();
+        p
+    }
+
+    fn descriptor(file: File, mode: OpenMode) -> Descriptor {
+        Descriptor::File(WasiFile::new(file, FsPerms::ReadWrite, mode, false))
+    }
+
+    /// The reopen's access mode, and whether it has `O_DIRECT`.
+    fn flags(d: &Descriptor) -> (i32, bool) {
+        let Descriptor::File(f) = d else { panic!("a file") };
+        // SAFETY: F_GETFL on a descriptor `f` owns.
+        let fl = unsafe { libc::fcntl(f.file.as_raw_fd(), libc::F_GETFL) };
+        assert!(fl >= 0);
+        (fl & libc::O_ACCMODE, fl & libc::O_DIRECT != 0)
+    }
+
+    /// A reopen has exactly the original's access, plus `O_DIRECT`; the
+    /// list of own files counts it while it lives and knows it by identity.
+    #[test]
+    fn a_reopen_keeps_the_access_and_adds_o_direct() {
+        let p = scratch("access");
+        let ro = File::open(&p).unwrap();
+        let wo = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let rw = std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        let mut own = OwnFiles::default();
+        let mut kept = Vec::new();
+        for (file, mode, acc) in [
+            (ro, OpenMode::READ, libc::O_RDONLY),
+            (wo, OpenMode::WRITE, libc::O_WRONLY),
+            (rw, OpenMode::READ | OpenMode::WRITE, libc::O_RDWR),
+        ] {
+            let d = match reopen(&descriptor(file, mode)) {
+                Ok(d) => d,
+                Err(Errno::OpNotSupp) => return, // this filesystem refuses O_DIRECT
+                Err(e) => panic!("{e:?}"),
+            };
+            assert_eq!(flags(&d), (acc, true), "{mode:?}");
+            let Descriptor::File(f) = &d else { unreachable!() };
+            assert!(!own.is_direct(&f.file));
+            own.add(&d);
+            assert!(own.is_direct(&f.file));
+            kept.push(d);
+        }
+        assert_eq!(own.live(), 3);
+        kept.pop();
+        assert_eq!(own.live(), 2, "a dropped reopen stops counting");
+        let other = Arc::new(File::open(&p).unwrap());
+        assert!(!own.is_direct(&other));
+        // Adding forgets the closed ones first.
+        let again = reopen(&descriptor(File::open(&p).unwrap(), OpenMode::READ)).unwrap();
+        own.add(&again);
+        assert_eq!((own.0.len(), own.live()), (3, 3));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_are_reopened() {
+        let dir = File::open(std::env::temp_dir()).unwrap();
+        let d = Descriptor::Dir(wasmtime_wasi::filesystem::Dir::new(
+            dir,
+            FsPerms::ReadWrite,
+            OpenMode::READ,
+            false,
+        ));
+        assert_eq!(reopen(&d).err(), Some(Errno::IsDir));
+        let null = File::open("/dev/null").unwrap();
+        assert_eq!(reopen(&descriptor(null, OpenMode::READ)).err(), Some(Errno::OpNotSupp));
+    }
+}
