@@ -542,39 +542,6 @@ unsafe fn touch_for_write(ptr: *mut u8, n: u64, shift: u32) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The pre-5.14 populate makes exactly its pages resident (`mincore`);
-    /// this kernel takes the `MADV_POPULATE_WRITE` path, so it is tested
-    /// directly.
-    #[test]
-    fn touching_for_write_makes_exactly_those_pages_resident() {
-        let mm = Mm::new(MmConfig {
-            initial_bytes: 16 << 12,
-            reservation_bytes: 16 << 12,
-            huge_pages: false,
-            ..Default::default()
-        })
-        .unwrap();
-        let shift = mm.page_shift();
-        let resident = || {
-            let mut v = vec![0u8; 16];
-            // SAFETY: the 16 pages are mapped for the life of `mm`; mincore
-            // writes one byte per page into `v`.
-            let r = unsafe { libc::mincore(mm.base().cast(), 16 << shift, v.as_mut_ptr()) };
-            assert_eq!(r, 0);
-            v.iter().map(|b| b & 1 == 1).collect::<Vec<_>>()
-        };
-        assert!(resident().iter().all(|r| !r), "a fresh memory is not resident");
-        // SAFETY: pages 2..7 lie inside the committed 16.
-        unsafe { touch_for_write(mm.base().add(2 << shift), 5, shift) };
-        let want: Vec<bool> = (0..16).map(|p| (2..7).contains(&p)).collect();
-        assert_eq!(resident(), want);
-    }
-}
-
 /// Freezes an entry or block word that holds no reference (`Busy` if it
 /// does). Acquire pairs with the Release of the last unpin: the holder's
 /// accesses to the page happen before its contents are dropped.
@@ -613,5 +580,38 @@ impl std::fmt::Debug for Mm {
             .field("capacity", &self.limit)
             .field("page_size", &self.page_size())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pre-5.14 populate makes exactly its pages resident (`mincore`);
+    /// this kernel takes the `MADV_POPULATE_WRITE` path, so it is tested
+    /// directly.
+    #[test]
+    fn touching_for_write_makes_exactly_those_pages_resident() {
+        let mm = Mm::new(MmConfig {
+            initial_bytes: 16 << 12,
+            reservation_bytes: 16 << 12,
+            huge_pages: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let shift = mm.page_shift();
+        let resident = || {
+            let mut v = vec![0u8; 16];
+            // SAFETY: the 16 pages are mapped for the life of `mm`; mincore
+            // writes one byte per page into `v`.
+            let r = unsafe { libc::mincore(mm.base().cast(), 16 << shift, v.as_mut_ptr()) };
+            assert_eq!(r, 0);
+            v.iter().map(|b| b & 1 == 1).collect::<Vec<_>>()
+        };
+        assert!(resident().iter().all(|r| !r), "a fresh memory is not resident");
+        // SAFETY: pages 2..7 lie inside the committed 16.
+        unsafe { touch_for_write(mm.base().add(2 << shift), 5, shift) };
+        let want: Vec<bool> = (0..16).map(|p| (2..7).contains(&p)).collect();
+        assert_eq!(resident(), want);
     }
 }
