@@ -150,4 +150,17 @@ mod tests {
         assert_eq!(h & 0xffff, 2);
         assert!(seen.insert(h));
     }
+
+    /// A table holds `MAX_SLOTS` handles at most: one more is `mfile`, and
+    /// no handle's index spills into its generation bits.
+    #[test]
+    fn a_full_table_is_mfile() {
+        let mut t = CoreHandles::default();
+        for i in 0..MAX_SLOTS {
+            let h = t.insert(&Resource::<A>::new_own(i as u32)).unwrap();
+            assert_eq!((h as u32 & SLOT_MASK) as usize, i + 1);
+        }
+        assert_eq!(t.insert(&Resource::<A>::new_own(0)).unwrap_err(), Errno::MFile);
+        assert_eq!(t.live(), MAX_SLOTS);
+    }
 }

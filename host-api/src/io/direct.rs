@@ -139,9 +139,24 @@ mod tests {
 
     /// A reopen has exactly the original's access, plus `O_DIRECT`; the
     /// list of own files counts it while it lives and knows it by identity.
+    /// Whether the filesystem at `p` takes `O_DIRECT` (tmpfs before Linux
+    /// 6.6 does not): where it does not, the reopen tests have nothing to
+    /// check.
+    fn direct_ok(p: &std::path::Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(p)
+            .is_ok()
+    }
+
     #[test]
     fn a_reopen_keeps_the_access_and_adds_o_direct() {
         let p = scratch("access");
+        if !direct_ok(&p) {
+            return;
+        }
         let ro = File::open(&p).unwrap();
         let wo = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         let rw = std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
@@ -152,10 +167,8 @@ mod tests {
             (wo, OpenMode::WRITE, libc::O_WRONLY),
             (rw, OpenMode::READ | OpenMode::WRITE, libc::O_RDWR),
         ] {
-            let d = match reopen(&descriptor(file, mode)) {
-                Ok(d) => d,
-                Err(Errno::OpNotSupp) => return, // this filesystem refuses O_DIRECT
-                Err(e) => panic!("{e:?}"),
+            let Ok(d) = reopen(&descriptor(file, mode)) else {
+                panic!("{mode:?}: refused where O_DIRECT works");
             };
             assert_eq!(flags(&d), (acc, true), "{mode:?}");
             let Descriptor::File(f) = &d else { unreachable!() };
@@ -188,5 +201,40 @@ mod tests {
         assert_eq!(reopen(&d).err(), Some(Errno::IsDir));
         let null = File::open("/dev/null").unwrap();
         assert_eq!(reopen(&descriptor(null, OpenMode::READ)).err(), Some(Errno::OpNotSupp));
+        // A regular file of a filesystem that refuses O_DIRECT (procfs:
+        // `EINVAL` from open): opnotsupp.
+        let proc = File::open("/proc/self/status").unwrap();
+        assert_eq!(reopen(&descriptor(proc, OpenMode::READ)).err(), Some(Errno::OpNotSupp));
+    }
+
+    /// A reopen that gets descriptor 0 (a host without stdin) works: only a
+    /// negative `open` is an error. In a child process, which may close its
+    /// own stdin.
+    #[test]
+    fn a_reopen_may_get_descriptor_0() {
+        const NAME: &str = "io::direct::tests::a_reopen_may_get_descriptor_0";
+        if std::env::var_os("HOST_API_FD0_CHILD").is_some() {
+            let p = scratch("fd0");
+            let f = File::open(&p).unwrap();
+            if !direct_ok(&p) {
+                return;
+            }
+            // SAFETY: this child runs this one test on one thread; nothing
+            // else in it uses descriptor 0.
+            unsafe { libc::close(0) };
+            let Ok(Descriptor::File(d)) = reopen(&descriptor(f, OpenMode::READ)) else {
+                panic!("the reopen failed");
+            };
+            assert_eq!(d.file.as_raw_fd(), 0);
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1"])
+            .env("HOST_API_FD0_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "{stdout}");
     }
 }

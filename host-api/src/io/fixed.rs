@@ -115,6 +115,9 @@ impl PinCtxView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PinCtx;
+    use wasmtime::component::ResourceTable;
+    use wasmtime_wasi::{FsPerms, OpenMode};
 
     #[test]
     fn directions_follow_the_descriptor() {
@@ -137,5 +140,67 @@ mod tests {
         assert_eq!(handle(0x8000_0000), Err(Errno::BadF));
         assert_eq!(handle(u32::MAX), Err(Errno::BadF));
         assert_eq!(handle(7), Ok(7));
+    }
+
+    fn called<T>(value: T, base: usize) -> Called<T> {
+        Called { value, base }
+    }
+
+    fn descriptor(table: &mut ResourceTable, read: bool, write: bool) -> Resource<Descriptor> {
+        let mode = match (read, write) {
+            (true, true) => OpenMode::READ | OpenMode::WRITE,
+            (false, true) => OpenMode::WRITE,
+            _ => OpenMode::READ,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(read)
+            .write(write)
+            .open("/dev/null")
+            .unwrap();
+        table
+            .push(Descriptor::File(wasmtime_wasi::filesystem::File::new(
+                file,
+                FsPerms::ReadWrite,
+                mode,
+                false,
+            )))
+            .unwrap()
+    }
+
+    /// Slots live in the registering instance's table (by memory base):
+    /// another base cannot use or end them; the first slot is `0x10001`,
+    /// never 0; each counts as a file until it is unregistered, once.
+    #[test]
+    fn slots_belong_to_their_instance_and_count_as_files() {
+        let (mut table, mut ctx) = (ResourceTable::new(), PinCtx::default());
+        let ro = descriptor(&mut table, true, false);
+        let wo = descriptor(&mut table, false, true);
+        let mut v = PinCtxView {
+            ctx: &mut ctx,
+            table: &mut table,
+        };
+        let (a, b) = (0x1000, 0x2000);
+        let s_ro = v.register_file(called(Resource::new_borrow(ro.rep()), a)).unwrap();
+        let s_wo = v.register_file(called(Resource::new_borrow(wo.rep()), a)).unwrap();
+        assert_eq!((s_ro, s_wo), (0x10001, 0x10002));
+        assert_eq!(v.ctx.held().files, 2);
+        assert!(v.fixed_file(a, s_ro, true).is_ok());
+        assert_eq!(v.fixed_file(a, s_ro, false).unwrap_err(), Errno::BadF);
+        assert!(v.fixed_file(a, s_wo, false).is_ok());
+        assert_eq!(
+            v.fixed_file(b, s_ro, true).unwrap_err(),
+            Errno::BadF,
+            "another instance"
+        );
+        assert_eq!(v.unregister_file(called(s_ro, b)), Err(Errno::BadF));
+        assert_eq!(v.ctx.held().files, 2);
+        assert_eq!(v.unregister_file(called(s_ro, a)), Ok(()));
+        assert_eq!(v.unregister_file(called(s_ro, a)), Err(Errno::BadF), "twice");
+        assert_eq!(v.fixed_file(a, s_ro, true).unwrap_err(), Errno::BadF);
+        assert_eq!(v.ctx.held().files, 1);
+        // A call without a memory has no instance to hold a slot.
+        let r = v.register_file(called(Resource::new_borrow(ro.rep()), 0));
+        assert_eq!(r, Err(Errno::BadF));
+        assert_eq!(v.ctx.held().files, 1);
     }
 }

@@ -258,4 +258,72 @@ mod tests {
         assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(0)));
         assert!(!mm.page_maybe_dma_pinned(0), "released when the syscall returned");
     }
+
+    static GATE: AtomicBool = AtomicBool::new(true);
+
+    /// A transfer that runs until the test opens `GATE`.
+    fn gated(op: &Op) -> Result<u32, Errno> {
+        while GATE.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(op.len)
+    }
+
+    /// Takes a transfer to a worker: returns once no transfer is queued.
+    fn running(t: &Threads) {
+        while !t.pending().is_empty() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// The queue's bookkeeping: ids, in flight, queued, refused (`again`,
+    /// not counted), and a queued transfer cancelled before a worker takes
+    /// it completes `canceled` without running.
+    #[test]
+    fn a_full_queue_is_again_and_a_queued_transfer_cancels() {
+        let mut t = Threads::with_exec(1, 1, Duration::from_secs(5), gated);
+        let ((a, done_a, _ma), (b, done_b, _mb), (c, done_c, _mc)) = (op(true), op(true), op(true));
+        let ia = t.submit(a).unwrap();
+        running(&t);
+        let ib = t.submit(b).unwrap();
+        assert_ne!(ia, ib);
+        assert_eq!((t.in_flight(), t.tracked()), (2, 1));
+        assert_eq!(t.submit(c).unwrap_err(), Errno::Again);
+        assert_eq!(done_c.poll(), None, "a refused transfer never completes");
+        assert_eq!((t.in_flight(), t.tracked(), t.counts().submitted), (2, 1, 2));
+        t.cancel(ib);
+        GATE.store(false, Ordering::Release);
+        assert_eq!(done_a.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        assert_eq!(done_b.wait(Duration::from_secs(5)), Some(Err(Errno::Canceled)));
+        assert_eq!((t.in_flight(), t.tracked()), (0, 0));
+    }
+
+    static GATE2: AtomicBool = AtomicBool::new(true);
+
+    fn gated2(op: &Op) -> Result<u32, Errno> {
+        while GATE2.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(op.len)
+    }
+
+    /// Dropping the backend waits, within its bound, for the transfer a
+    /// worker runs, and completes the queued ones `canceled` instead of
+    /// running them.
+    #[test]
+    fn a_drop_waits_for_the_running_transfer_and_cancels_the_queued() {
+        let mut t = Threads::with_exec(1, 4, Duration::from_secs(5), gated2);
+        let ((a, done_a, _ma), (b, done_b, _mb)) = (op(true), op(true));
+        t.submit(a).unwrap();
+        running(&t);
+        t.submit(b).unwrap();
+        let opener = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(30));
+            GATE2.store(false, Ordering::Release);
+        });
+        drop(t);
+        assert_eq!(done_a.poll(), Some(Ok(4096)), "the drop joined the worker");
+        assert_eq!(done_b.poll(), Some(Err(Errno::Canceled)));
+        opener.join().unwrap();
+    }
 }
