@@ -2,6 +2,7 @@
 
 use crate::bindings::wasi::filesystem::preopens::get_directories;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
+use crate::bindings::wasm_pin::mm::one_call_io;
 use crate::bindings::wasm_pin::mm::zero_copy_io::{self as zio, IoTicket};
 use crate::{Error, PinnedBuf};
 use std::marker::PhantomData;
@@ -11,6 +12,39 @@ use std::ops::Range;
 /// directories, with their permissions). Closed when dropped.
 pub struct File {
     fd: Descriptor,
+}
+
+/// A one-call length: `inval` past `u32::MAX` bytes.
+fn len32(len: usize) -> Result<u32, Error> {
+    u32::try_from(len).map_err(|_| Error::Pin(crate::bindings::wasm_pin::mm::gup::Errno::Inval))
+}
+
+/// A [`File`] registered with the host (`register-file`): one-call
+/// transfers name it by a slot instead of lending the descriptor on every
+/// call, which is most of such a call's host cost beyond the copy. It keeps
+/// the file open on the host until dropped (then `unregister-file`), even
+/// after the `File` is closed.
+pub struct RegisteredFile {
+    slot: u32,
+}
+
+impl RegisteredFile {
+    /// [`File::read_into`] through the slot.
+    pub fn read_into(&self, buf: &mut [u8], at: u64) -> Result<usize, Error> {
+        Ok(one_call_io::read_into_fixed(self.slot, buf.as_mut_ptr() as u64, len32(buf.len())?, at)? as usize)
+    }
+
+    /// [`File::write_from`] through the slot.
+    pub fn write_from(&self, buf: &[u8], at: u64) -> Result<usize, Error> {
+        Ok(one_call_io::write_from_fixed(self.slot, buf.as_ptr() as u64, len32(buf.len())?, at)? as usize)
+    }
+}
+
+impl Drop for RegisteredFile {
+    fn drop(&mut self) {
+        // Only a slot this value holds; `badf` cannot happen.
+        let _ = one_call_io::unregister_file(self.slot);
+    }
 }
 
 /// Finds the preopen holding `path`: the longest guest directory that is a
@@ -101,15 +135,22 @@ impl File {
     /// the slice's pages for the call only (`one-call-io`). Returns the bytes
     /// read.
     pub fn read_into(&self, buf: &mut [u8], at: u64) -> Result<usize, Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::Pin(crate::bindings::wasm_pin::mm::gup::Errno::Inval))?;
-        Ok(crate::bindings::wasm_pin::mm::one_call_io::read_into(&self.fd, buf.as_mut_ptr() as u64, len, at)? as usize)
+        Ok(one_call_io::read_into(&self.fd, buf.as_mut_ptr() as u64, len32(buf.len())?, at)? as usize)
     }
 
     /// Writes `buf` at file offset `at` straight from this program's memory
     /// (pinned for the call only). Returns the bytes written.
     pub fn write_from(&self, buf: &[u8], at: u64) -> Result<usize, Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::Pin(crate::bindings::wasm_pin::mm::gup::Errno::Inval))?;
-        Ok(crate::bindings::wasm_pin::mm::one_call_io::write_from(&self.fd, buf.as_ptr() as u64, len, at)? as usize)
+        Ok(one_call_io::write_from(&self.fd, buf.as_ptr() as u64, len32(buf.len())?, at)? as usize)
+    }
+
+    /// Registers the file for one-call transfers by slot
+    /// ([`RegisteredFile`]); counts against the host's file quota until
+    /// the registration is dropped.
+    pub fn register(&self) -> Result<RegisteredFile, Error> {
+        Ok(RegisteredFile {
+            slot: one_call_io::register_file(&self.fd)?,
+        })
     }
 
     /// Starts reading into `buf[range]` from file offset `at`; the program

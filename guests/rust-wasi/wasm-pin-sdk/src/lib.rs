@@ -7,7 +7,9 @@
 //! [`File::write_at`] move bytes between the file and a pinned buffer with no
 //! copy across the boundary, and [`File::submit_read_at`] starts a read that
 //! runs while the program goes on. [`File::read_into`] and
-//! [`File::write_from`] do the same on any slice, pinned for the call only.
+//! [`File::write_from`] do the same on any slice, pinned for the call only;
+//! [`File::register`] gives a [`RegisteredFile`] that does them without
+//! lending the descriptor on every call.
 //! No `unsafe` and no alignment in guest code.
 //!
 //! ```no_run
@@ -66,7 +68,7 @@ mod buf;
 mod file;
 
 pub use buf::PinnedBuf;
-pub use file::{File, Ticket};
+pub use file::{File, RegisteredFile, Ticket};
 
 /// The raw bindings, for what the safe API does not cover.
 pub mod raw {
