@@ -85,16 +85,30 @@ impl PinCtxView<'_> {
         }
     }
 
-    /// Resolves and pins an asynchronous transfer on `[addr, addr + len)`
-    /// of the caller's memory.
-    fn one_call(&mut self, target: &Target, addr: Addr, len: u32, at: u64, read: bool) -> Result<Transfer, E> {
+    /// Resolves a transfer on `[addr, addr + len)` of the caller's memory:
+    /// its file (borrowed), the pinned pages and the host address, with the
+    /// alignment of a direct file checked.
+    fn resolve(
+        &mut self,
+        target: &Target,
+        addr: Addr,
+        len: u32,
+        at: u64,
+        read: bool,
+    ) -> Result<(&Arc<File>, PinnedPages, *mut u8), E> {
         let mm = self.ctx.memory_of(&addr)?;
         let (file, direct) = self.target_file(target, addr.base, read)?;
-        let file = file.clone();
         let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
         if direct {
             direct::check_aligned(ptr, len, at)?;
         }
+        Ok((file, pin, ptr))
+    }
+
+    /// Resolves and pins an asynchronous transfer.
+    fn one_call(&mut self, target: &Target, addr: Addr, len: u32, at: u64, read: bool) -> Result<Transfer, E> {
+        let (file, pin, ptr) = self.resolve(target, addr, len, at, read)?;
+        let file = file.clone();
         if read {
             pin.mark_dirty();
         }
@@ -108,12 +122,7 @@ impl PinCtxView<'_> {
 
     /// A synchronous transfer, on the calling thread.
     fn one_call_now(&mut self, (target, addr, len, at): Args, read: bool) -> Result<u32, E> {
-        let mm = self.ctx.memory_of(&addr)?;
-        let (file, direct) = self.target_file(&target, addr.base, read)?;
-        let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
-        if direct {
-            direct::check_aligned(ptr, len, at)?;
-        }
+        let (file, pin, ptr) = self.resolve(&target, addr, len, at, read)?;
         let n = transfer(file, read, ptr, len, at);
         pin.unpin_dirty(read);
         n
