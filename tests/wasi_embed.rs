@@ -267,6 +267,52 @@ fn check_one_call(dir: &Path, mm: &Arc<Mm>, input: &[u8]) {
     assert_eq!(guard, [0; 3]);
 }
 
+/// Runs `guest`'s `run` in a synchronous store, then in an asynchronous
+/// one (tokio, current thread), each with its own scratch directory named
+/// `name-sync` / `name-async` holding `input` as `input.bin` and the store
+/// state `make` gives. `check` sees the directory, `run`'s result and the
+/// pins after each run; `false` ends the test there (a skip).
+fn run_sync_and_async(
+    guest: &str,
+    name: &str,
+    input: &[u8],
+    make: impl Fn(&Path) -> State,
+    check: impl Fn(&Path, Result<(), String>, &PinCtx) -> bool,
+) {
+    let engine = engine();
+    let component = Component::new(&engine, wasm_pin_guests::component(guest).unwrap()).unwrap();
+    let dir = scratch(&format!("{name}-sync"));
+    std::fs::write(dir.join("input.bin"), input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = Store::new(&engine, make(&dir));
+    let instance = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
+    let r = instance.call_run(&mut store).unwrap();
+    if !check(&dir, r, &store.data().pins) {
+        return;
+    }
+
+    let dir = scratch(&format!("{name}-async"));
+    std::fs::write(dir.join("input.bin"), input).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    host_api::add_to_linker_async(&mut linker).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store = Store::new(&engine, make(&dir));
+        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
+        let run = instance
+            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
+            .unwrap();
+        let (r,) = run.call_async(&mut store, ()).await.unwrap();
+        assert!(check(&dir, r, &store.data().pins), "skipped in the async store only");
+    });
+}
+
 fn check_one_call_fixed(dir: &Path, pins: &PinCtx, input: &[u8]) {
     let mm = pins.memory().unwrap().clone();
     let mut got = vec![0u8; 10000];
@@ -302,9 +348,7 @@ fn check_one_call_fixed(dir: &Path, pins: &PinCtx, input: &[u8]) {
 #[test]
 fn registered_files_in_sync_and_async_stores() {
     let input = pattern(0x20000);
-    let engine = engine();
-    let component = Component::new(&engine, wasm_pin_guests::component("one_call_fixed").unwrap()).unwrap();
-    let state = |dir: &Path| {
+    let make = |dir: &Path| {
         let mut s = state(dir, &[], BackendKind::Auto);
         s.pins = PinCtx::new(Quotas {
             max_files: 3,
@@ -312,33 +356,10 @@ fn registered_files_in_sync_and_async_stores() {
         });
         s
     };
-    let dir = scratch("one-call-fixed-sync");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    host_api::add_to_linker_sync(&mut linker).unwrap();
-    let mut store = Store::new(&engine, state(&dir));
-    let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
-    assert_eq!(guest.call_run(&mut store).unwrap(), Ok(()));
-    check_one_call_fixed(&dir, &store.data().pins, &input);
-
-    let dir = scratch("one-call-fixed-async");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    host_api::add_to_linker_async(&mut linker).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut store = Store::new(&engine, state(&dir));
-        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
-        let run = instance
-            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
-            .unwrap();
-        assert_eq!(run.call_async(&mut store, ()).await.unwrap(), (Ok(()),));
-        check_one_call_fixed(&dir, &store.data().pins, &input);
+    run_sync_and_async("one_call_fixed", "one-call-fixed", &input, make, |dir, r, pins| {
+        assert_eq!(r, Ok(()));
+        check_one_call_fixed(dir, pins, &input);
+        true
     });
 }
 
@@ -411,37 +432,9 @@ fn check_one_call_direct(result: Result<(), String>, pins: &PinCtx, input: &[u8]
 #[test]
 fn one_call_on_direct_files() {
     let input = pattern(0x40000);
-    let engine = engine();
-    let component = Component::new(&engine, wasm_pin_guests::component("one_call_direct").unwrap()).unwrap();
-    let dir = scratch("one-call-direct-sync");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    host_api::add_to_linker_sync(&mut linker).unwrap();
-    let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
-    let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
-    let r = guest.call_run(&mut store).unwrap();
-    if !check_one_call_direct(r, &store.data().pins, &input) {
-        return;
-    }
-
-    let dir = scratch("one-call-direct-async");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    host_api::add_to_linker_async(&mut linker).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
-        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
-        let run = instance
-            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
-            .unwrap();
-        let (r,) = run.call_async(&mut store, ()).await.unwrap();
-        assert!(check_one_call_direct(r, &store.data().pins, &input));
+    let make = |dir: &Path| state(dir, &[], BackendKind::Auto);
+    run_sync_and_async("one_call_direct", "one-call-direct", &input, make, |_, r, pins| {
+        check_one_call_direct(r, pins, &input)
     });
 }
 
@@ -450,34 +443,10 @@ fn one_call_on_direct_files() {
 #[test]
 fn one_call_transfers_in_sync_and_async_stores() {
     let input = pattern(0x20000);
-    let engine = engine();
-    let component = Component::new(&engine, wasm_pin_guests::component("one_call").unwrap()).unwrap();
-    let dir = scratch("one-call-sync");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    host_api::add_to_linker_sync(&mut linker).unwrap();
-    let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
-    let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
-    assert_eq!(guest.call_run(&mut store).unwrap(), Ok(()));
-    check_one_call(&dir, &store.data().pins.memory().unwrap().clone(), &input);
-
-    let dir = scratch("one-call-async");
-    std::fs::write(dir.join("input.bin"), &input).unwrap();
-    let mut linker = Linker::<State>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    host_api::add_to_linker_async(&mut linker).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut store = Store::new(&engine, state(&dir, &[], BackendKind::Auto));
-        let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
-        let run = instance
-            .get_typed_func::<(), (Result<(), String>,)>(&mut store, "run")
-            .unwrap();
-        assert_eq!(run.call_async(&mut store, ()).await.unwrap(), (Ok(()),));
-        check_one_call(&dir, &store.data().pins.memory().unwrap().clone(), &input);
+    let make = |dir: &Path| state(dir, &[], BackendKind::Auto);
+    run_sync_and_async("one_call", "one-call", &input, make, |dir, r, pins| {
+        assert_eq!(r, Ok(()));
+        check_one_call(dir, &pins.memory().unwrap().clone(), &input);
+        true
     });
 }
