@@ -132,11 +132,10 @@ impl PinCtxView<'_> {
     /// Removes the guest's pin vector; its pins are released.
     pub(crate) fn release_vec(&mut self, handle: Resource<GuestPinVec>, dirty: bool) -> Result<(), Errno> {
         let vec = self.table.delete(handle).map_err(|_| Errno::BadF)?;
-        for p in &vec.pins {
-            self.uncount(p);
-            if dirty {
-                p.mark_dirty();
-            }
+        for p in vec.pins {
+            self.uncount(&p);
+            // Marks and releases each page in one RMW.
+            p.unpin_dirty(dirty);
         }
         Ok(())
     }
