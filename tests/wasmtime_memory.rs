@@ -197,3 +197,41 @@ fn shared_memory_runs_on_mm() {
     assert_eq!(mm.len(), 3 * 65536);
     assert_eq!(shared.data().as_ptr().cast::<u8>(), mm.base().cast_const());
 }
+
+/// A memory of 1-byte pages under a reservation that is not a multiple of
+/// the host page: our reservation is rounded up to pages, but the memory
+/// never grows past the reservation wasmtime asked for, which its compiled
+/// code assumes (the class of bug wasmtime 48.0.10 fixed for its own
+/// memories). The byte past the end traps.
+#[test]
+fn growth_stops_at_an_unaligned_reservation() {
+    let creator = PinMemoryCreator::new();
+    let mut config = Config::new();
+    config.wasm_custom_page_sizes(true).memory_reservation(10_000).memory_guard_size(65536);
+    creator.install(&mut config);
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (memory (export "memory") 100 (pagesize 1))
+             (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+             (func (export "size") (result i32) (memory.size))
+             (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    let size = instance.get_typed_func::<(), i32>(&mut store, "size").unwrap();
+    let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+    assert_eq!(grow.call(&mut store, 9_900).unwrap(), 100, "up to the reservation exactly");
+    assert_eq!(size.call(&mut store, ()).unwrap(), 10_000);
+    for step in [1, 100, 2_288] {
+        assert_eq!(grow.call(&mut store, step).unwrap(), -1, "{step} bytes past the reservation");
+    }
+    assert_eq!(size.call(&mut store, ()).unwrap(), 10_000);
+    assert_eq!(load.call(&mut store, 9_999).unwrap(), 0);
+    assert!(load.call(&mut store, 10_000).is_err(), "the byte past the end traps");
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    assert_eq!(creator.mm_of_memory(&store, &memory).unwrap().capacity(), 10_000);
+}

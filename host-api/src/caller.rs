@@ -18,24 +18,53 @@
 //! through memory, so the memory is always there for them. (wasmtime hands an
 //! empty slice where there is none; [`Addr::memory`] is then `None`.)
 //!
-//! This uses wasmtime's `__internal` lifting traits, which are not covered by
-//! its semver promise: the crate pins wasmtime `48.0.x`, and
-//! `tests/guest_boundary.rs` fails loudly if the behaviour changes.
+//! The lift also records the caller's identity ([`CallerId`]: the store's
+//! component instance and the sub-instance named by the `canon lower`
+//! options), which exists even for a call that passes no memory. The
+//! imports that carry no address (`stats`, `page-maybe-dma-pinned`) use it
+//! to answer about the caller's own memory, never another instance's.
+//!
+//! This uses wasmtime's `__internal` lifting traits and the instance
+//! accessors of `LiftContext`, which are not covered by its semver promise:
+//! the crate pins wasmtime `48.0.x`. Checked against wasmtime 48.0.8 (the
+//! lock) and read against 48.0.10's source, which leaves `LiftContext`
+//! unchanged; `tests/guest_boundary.rs` fails loudly if the behaviour
+//! changes.
 
 use crate::view::PinCtxView;
 use crate::PinCtx;
 use runtime_mm::{Errno, Mm, PinMemoryCreator};
 use std::sync::Arc;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
-use wasmtime::component::{ComponentType, Lift};
+use wasmtime::component::{ComponentNamedList, ComponentType, Lift};
 
-/// An argument together with the base of the caller's memory: which
-/// instance made the call (its memory) comes with the value.
+/// An argument together with who made the call: the calling (sub-)instance
+/// and the base of its memory.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Called<T> {
     pub value: T,
     /// Base of the caller's canonical-ABI memory (0: the call had none).
     pub base: usize,
+    /// The calling instance, whether or not the call carried a memory.
+    pub caller: CallerId,
+}
+
+/// The identity of a calling component instance in its store: the
+/// top-level instance (never reused while the store lives) and the
+/// sub-instance inside it whose `canon lower` made the call. Two
+/// components in one store, or two sub-components of one composed
+/// component, never share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct CallerId {
+    instance: u32,
+    sub: u32,
+}
+
+#[cfg(test)]
+impl CallerId {
+    pub(crate) fn new(instance: u32, sub: u32) -> CallerId {
+        CallerId { instance, sub }
+    }
 }
 
 /// A `u64` guest address with the caller's memory.
@@ -58,16 +87,31 @@ impl PinCtxView<'_> {
 impl PinCtx {
     /// [`PinCtxView::caller_memory`] for a call that passed `addr`: needs
     /// only the context, so the caller may hold the table meanwhile.
-    pub(crate) fn memory_of(&mut self, addr: &Addr) -> Result<Arc<Mm>, Errno> {
+    pub(crate) fn memory_of<T>(&mut self, addr: &Called<T>) -> Result<Arc<Mm>, Errno> {
         let Some(mm) = addr.memory(self.memory()) else {
             self.warn_no_memory();
             return Err(Errno::OpNotSupp);
         };
-        // The common case, the same memory as the last call: nothing to swap.
-        if !self.memory().is_some_and(|m| Arc::ptr_eq(m, &mm)) {
+        // The common case, the same caller and memory as the last call:
+        // nothing to swap or record.
+        if addr.caller != self.last_caller || !self.memory().is_some_and(|m| Arc::ptr_eq(m, &mm)) {
             self.attach(mm.clone());
+            self.callers.insert(addr.caller, mm.clone());
+            self.last_caller = addr.caller;
         }
         Ok(mm)
+    }
+
+    /// The calling instance's own memory, for the imports that carry no
+    /// address (`stats`, `page-maybe-dma-pinned`): the call's memory where
+    /// its `canon lower` has one, else the one this instance's earlier
+    /// calls resolved. `None`: the instance never made a call with its
+    /// memory, so it holds no pin of its own.
+    pub(crate) fn own_memory_of<T>(&mut self, call: &Called<T>) -> Option<Arc<Mm>> {
+        if call.base != 0 {
+            return self.memory_of(call).ok();
+        }
+        self.callers.get(&call.caller).cloned()
     }
 }
 
@@ -87,10 +131,14 @@ impl<T> Called<T> {
         }
     }
 
-    fn new(value: T, cx: &LiftContext<'_>) -> Called<T> {
+    fn new(value: T, cx: &mut LiftContext<'_>) -> Called<T> {
         let mem = cx.memory();
         let base = if mem.is_empty() { 0 } else { mem.as_ptr() as usize };
-        Called { value, base }
+        let caller = CallerId {
+            instance: cx.instance_mut().id().as_u32(),
+            sub: cx.options().instance.as_u32(),
+        };
+        Called { value, base, caller }
     }
 }
 
@@ -107,8 +155,14 @@ unsafe impl<T: ComponentType> ComponentType for Called<T> {
     }
 }
 
-// SAFETY: lifting is `T`'s; reading `cx.memory()`'s base address touches no
-// guest byte.
+// SAFETY: a `Called` of a parameter list is lifted exactly as the list is
+// (all of `ComponentType` forwards to `T`), so it is a list of the same
+// names and types: what `ComponentNamedList` promises. It lets an import
+// whose parameters carry no address (`stats()`) still learn its caller.
+unsafe impl<T: ComponentNamedList> ComponentNamedList for Called<T> {}
+
+// SAFETY: lifting is `T`'s; reading `cx.memory()`'s base address and the
+// lifting options' instance touches no guest byte.
 unsafe impl<T: Lift> Lift for Called<T> {
     fn linear_lift_from_flat(cx: &mut LiftContext<'_>, ty: InterfaceType, src: &Self::Lower) -> wasmtime::Result<Self> {
         let v = T::linear_lift_from_flat(cx, ty, src)?;

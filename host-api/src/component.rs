@@ -4,7 +4,7 @@
 use crate::bindings::wasm_pin::mm::gup::{
     Errno, GupFlags, Host, HostMemoryGrant, HostPinnedPages, HostPinnedVec, MmStats, PinRange,
 };
-use crate::caller::Addr;
+use crate::caller::{Addr, Called};
 use crate::pins::{checksum, PinKind};
 use crate::view::PinCtxView;
 use crate::{GuestGrant, GuestPin, GuestPinVec};
@@ -322,15 +322,23 @@ pub(crate) fn add_gup<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> Pin
             },
         )?;
     }
+    // These two carry no address: the lift of their (whole) parameter list
+    // names the calling instance, and they answer for its own memory.
     inst.func_wrap(
         "page-maybe-dma-pinned",
-        move |mut s: StoreContextMut<'_, T>, (addr,): (u64,)| Ok((get(s.data_mut()).page_maybe_dma_pinned(addr)?,)),
+        move |mut s: StoreContextMut<'_, T>, call: Called<(u64,)>| {
+            let v = get(s.data_mut());
+            let mm = v.ctx.own_memory_of(&call);
+            Ok((mm.is_some_and(|mm| mm.page_maybe_dma_pinned(call.value.0)),))
+        },
     )?;
     inst.func_wrap("page-size", move |_: StoreContextMut<'_, T>, (): ()| {
         Ok((region_page_size(),))
     })?;
-    inst.func_wrap("stats", move |mut s: StoreContextMut<'_, T>, (): ()| {
-        Ok((Host::stats(&mut get(s.data_mut()))?,))
+    inst.func_wrap("stats", move |mut s: StoreContextMut<'_, T>, call: Called<()>| {
+        let v = get(s.data_mut());
+        let mm = v.ctx.own_memory_of(&call);
+        Ok((MmStats::from(mm.map(|mm| mm.stats()).unwrap_or_default()),))
     })?;
     Ok(())
 }

@@ -14,7 +14,8 @@ use crate::{GuestGrant, GuestPin};
 use runtime_mm::{Errno, GupFlags, Mm, PinMemoryCreator, PinnedPages};
 use std::sync::Arc;
 use wasmtime::component::Resource;
-use wasmtime::{Caller, Extern, Linker, Result};
+use crate::handles::HandleOwner;
+use wasmtime::{Caller, Extern, Linker, Result, WasmBacktrace};
 
 /// The import module name.
 pub const MODULE: &str = "wasm-pin:mm/gup@0.1.0";
@@ -53,24 +54,58 @@ fn caller_base<T>(caller: &mut Caller<'_, T>) -> Option<*mut u8> {
 }
 
 /// The caller's own memory, as an `Mm` of this engine's creator.
-fn caller_mm<T>(caller: &mut Caller<'_, T>, creator: &PinMemoryCreator) -> Result<(usize, Arc<Mm>), Errno> {
+fn caller_mm<T>(caller: &mut Caller<'_, T>, creator: &PinMemoryCreator) -> Result<Arc<Mm>, Errno> {
     // No `memory` export, or one not made by our creator: nothing pinnable.
     let base = caller_base(caller).ok_or(Errno::OpNotSupp)?;
-    let mm = creator.mm_for_base(base).ok_or(Errno::OpNotSupp)?;
-    Ok((base as usize, mm))
+    creator.mm_for_base(base).ok_or(Errno::OpNotSupp)
+}
+
+/// Who owns the caller's handles: its `memory` export *and* its module.
+///
+/// The export alone is not the instance: an instance that imports another's
+/// memory and re-exports it as `memory` would name the other's handles.
+/// wasmtime 48 tells a host function nothing else about its caller, but
+/// `Caller::get_module_export` answers only for an instance of the module
+/// the `ModuleExport` came from: a cheap, exact test of "is the caller an
+/// instance of module M". Each memory keeps the modules seen calling with
+/// it; the first call of a new one finds its module once, from the
+/// youngest frame of a backtrace (the caller's own function).
+///
+/// Two instances of one module can share a memory only by both importing
+/// it; they then share one table, as they share every byte of it.
+fn owner<T>(caller: &mut Caller<'_, T>, get: fn(&mut T) -> PinCtxView<'_>) -> Result<HandleOwner, Errno> {
+    let base = caller_base(caller).ok_or(Errno::BadF)? as usize;
+    let seen = get(caller.data_mut()).ctx.core_modules.get(&base).map_or(0, Vec::len);
+    for i in 0..seen {
+        let (export, module) = {
+            let seen = &get(caller.data_mut()).ctx.core_modules[&base][i];
+            (seen.0, seen.1)
+        };
+        if caller.get_module_export(&export).is_some() {
+            return Ok(HandleOwner::Core { base, module });
+        }
+    }
+    let trace = WasmBacktrace::force_capture(&*caller);
+    let module = trace.frames().first().map(|f| f.module().clone()).ok_or(Errno::BadF)?;
+    let export = module.get_export_index("memory").ok_or(Errno::BadF)?;
+    let tag = module.image_range().start as usize;
+    let list = get(caller.data_mut()).ctx.core_modules.entry(base).or_default();
+    // Kept with its `Module`, whose code stays mapped: the tag is never reused.
+    list.push((export, tag, module));
+    Ok(HandleOwner::Core { base, module: tag })
 }
 
 /// The caller's handle table; a caller without a memory holds no handle.
 fn handles<'a, T>(
     caller: &'a mut Caller<'_, T>,
     get: fn(&mut T) -> PinCtxView<'_>,
-) -> Result<(PinCtxView<'a>, usize), Errno> {
-    let key = caller_base(caller).ok_or(Errno::BadF)? as usize;
+) -> Result<(PinCtxView<'a>, HandleOwner), Errno> {
+    let key = owner(caller, get)?;
     Ok((get(caller.data_mut()), key))
 }
 
 /// Gives the caller a handle on a new pin; undoes the pin if it cannot.
-fn give_pin(host: &mut PinCtxView<'_>, key: usize, pin: Resource<GuestPin>) -> Result<i32, Errno> {
+fn give_pin(host: &mut PinCtxView<'_>, key: HandleOwner, pin: Resource<GuestPin>) -> Result<i32, Errno> {
     let rep = pin.rep();
     host.ctx.core_handles(key).insert(&pin).inspect_err(|_| {
         let _ = host.release(Resource::new_own(rep), false);
@@ -87,7 +122,8 @@ fn pin_local<T>(
     bits: i32,
 ) -> i32 {
     let r = flags(bits).and_then(|f| {
-        let (key, mm) = caller_mm(caller, creator)?;
+        let mm = caller_mm(caller, creator)?;
+        let key = owner(caller, get)?;
         let mut host = get(caller.data_mut());
         host.ctx.attach(mm.clone());
         let pin = host.pin_pages(&mm, kind, start as u64, nr as u32, f)?;
@@ -180,8 +216,9 @@ pub fn add_to_core_linker_with<T: 'static>(
     }
     let creator1 = creator.clone();
     linker.func_wrap(MODULE, "open-grant", move |mut c: Caller<'_, T>, ptr: i32, len: i32| {
-        let r = caller_mm(&mut c, &creator1).and_then(|(key, mm)| {
+        let r = caller_mm(&mut c, &creator1).and_then(|mm| {
             let name = read_guest_string(&mm, ptr, len)?;
+            let key = owner(&mut c, get)?;
             let mut host = get(c.data_mut());
             let grant = host.open_grant(&name)?;
             let rep = grant.rep();
@@ -227,13 +264,13 @@ pub fn add_to_core_linker_with<T: 'static>(
         MODULE,
         "page-maybe-dma-pinned",
         move |mut c: Caller<'_, T>, addr: i64| {
-            caller_mm(&mut c, &creator2).is_ok_and(|(_, mm)| mm.page_maybe_dma_pinned(addr as u64)) as i32
+            caller_mm(&mut c, &creator2).is_ok_and(|mm| mm.page_maybe_dma_pinned(addr as u64)) as i32
         },
     )?;
     linker.func_wrap(MODULE, "page-size", || Mm::host_page_size() as i32)?;
     let creator3 = creator.clone();
     linker.func_wrap(MODULE, "stats", move |mut c: Caller<'_, T>, out: i32| {
-        let r = caller_mm(&mut c, &creator3).and_then(|(_, mm)| {
+        let r = caller_mm(&mut c, &creator3).and_then(|mm| {
             let s = mm.stats();
             let fields = [
                 s.foll_pin_acquired,

@@ -1,7 +1,8 @@
 //! `PinCtx`: the per-store state behind the pin imports (the table lives
 //! beside it, shared with WASI: see [`crate::view`]).
 
-use crate::handles::CoreHandles;
+use crate::caller::CallerId;
+use crate::handles::{CoreHandles, HandleOwner};
 use crate::io::direct::OwnFiles;
 use crate::io::{BackendKind, IoConfig, IoCounts, IoState};
 use crate::net::{NetCtx, SocketAddrCheck};
@@ -10,6 +11,7 @@ use runtime_mm::{Errno, Mm};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use wasmtime::{Module, ModuleExport};
 
 /// The state of the pin imports in one store: quotas and usage, granted
 /// memories, the I/O backend, the socket permissions, and the memory the last
@@ -31,9 +33,17 @@ pub struct PinCtx {
     pub(crate) longterm_bytes: u64,
     pub(crate) grants: HashMap<String, Arc<Mm>>,
     pub(crate) held: Objects,
-    /// Core-ABI handle tables, one per instance, keyed by the base address
-    /// of the instance's memory (unique in a store while the store lives).
-    pub(crate) core: HashMap<usize, CoreHandles>,
+    /// Handle tables, one per instance (core-ABI handles, registered-file
+    /// slots).
+    pub(crate) core: HashMap<HandleOwner, CoreHandles>,
+    /// The modules seen calling the core ABI with each memory (by base): the
+    /// `memory` export that identifies an instance of each, its code address
+    /// and the module itself (which keeps that address its own).
+    pub(crate) core_modules: HashMap<usize, Vec<(ModuleExport, usize, Module)>>,
+    /// Each calling component instance's memory, as its calls resolved it.
+    pub(crate) callers: HashMap<CallerId, Arc<Mm>>,
+    /// The caller of the last call that resolved a memory (`mm`'s).
+    pub(crate) last_caller: CallerId,
     pub(crate) io: IoState,
     pub(crate) own_files: OwnFiles,
     pub(crate) net: NetCtx,
@@ -72,6 +82,9 @@ impl PinCtx {
             grants: HashMap::new(),
             held: Objects::default(),
             core: HashMap::new(),
+            core_modules: HashMap::new(),
+            callers: HashMap::new(),
+            last_caller: CallerId::default(),
             io: IoState::new(IoConfig::default()),
             own_files: OwnFiles::default(),
             net: NetCtx::default(),
@@ -176,9 +189,9 @@ impl PinCtx {
         Ok(())
     }
 
-    /// The core-ABI handle table of the instance whose memory is at `base`.
-    pub(crate) fn core_handles(&mut self, base: usize) -> &mut CoreHandles {
-        self.core.entry(base).or_default()
+    /// The handle table of `owner`.
+    pub(crate) fn core_handles(&mut self, owner: HandleOwner) -> &mut CoreHandles {
+        self.core.entry(owner).or_default()
     }
 
     /// Says once per store, on stderr, why pins fail with `opnotsupp`: an

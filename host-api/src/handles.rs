@@ -18,9 +18,20 @@
 //! `1..=0x7fff`, so every live handle is a positive `i32` and `0` and
 //! negatives stay free for `-errno`.
 
+use crate::caller::CallerId;
 use runtime_mm::Errno;
 use std::any::TypeId;
 use wasmtime::component::Resource;
+
+/// Whose table a handle is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum HandleOwner {
+    /// A component instance (its registered-file slots).
+    Component(CallerId),
+    /// A core instance: the base of its `memory` export and the code
+    /// address of its module (see `core_abi::owner`).
+    Core { base: usize, module: usize },
+}
 
 const SLOT_BITS: u32 = 16;
 const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;

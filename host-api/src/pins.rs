@@ -96,7 +96,10 @@ impl PinCtxView<'_> {
         ranges: impl Iterator<Item = (u64, u32)>,
         flags: GupFlags,
     ) -> Result<Resource<GuestPinVec>, Errno> {
-        let mut pins = Vec::with_capacity(ranges.size_hint().0);
+        // The guest chose the list's length; the quota bounds how many pins
+        // it can hold, so no more room than that is reserved up front.
+        let room = self.ctx.quotas.max_pins.saturating_sub(self.ctx.pins) as usize;
+        let mut pins = Vec::with_capacity(ranges.size_hint().0.min(room));
         for (start, nr) in ranges {
             let taken = self.take(mm, PinKind::UserFast, start, nr, flags);
             let err = match taken {

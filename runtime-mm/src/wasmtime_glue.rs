@@ -347,7 +347,17 @@ unsafe impl MemoryCreator for PinMemoryCreator {
         guard_size_in_bytes: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
         let reservation = reserved_size_in_bytes.or(maximum).unwrap_or(minimum).max(minimum);
-        let (initial, max) = (minimum as u64, maximum.map(|m| m as u64));
+        // wasmtime's compiled code assumes that a memory whose minimum fits in
+        // the reservation never grows past the reservation, to the byte. Ours
+        // is rounded up to host pages, so without this bound a memory of
+        // 1-byte pages could grow into the rounding (the bug 48.0.10 fixed in
+        // wasmtime's own memories, whose check trusts our capacity).
+        let cap = reserved_size_in_bytes.filter(|&r| minimum <= r);
+        let max = match (maximum, cap) {
+            (Some(m), Some(c)) => Some(m.min(c)),
+            (m, c) => m.or(c),
+        };
+        let (initial, max) = (minimum as u64, max.map(|m| m as u64));
         let mm = match &self.pool {
             None => Mm::new(MmConfig {
                 initial_bytes: initial,

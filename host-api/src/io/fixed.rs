@@ -23,7 +23,8 @@
 //! guest does with the descriptor meanwhile (as a transfer in flight does).
 
 use super::descriptor;
-use crate::caller::Called;
+use crate::caller::{Called, CallerId};
+use crate::handles::HandleOwner;
 use crate::quotas::Kind;
 use crate::view::PinCtxView;
 use runtime_mm::Errno;
@@ -80,7 +81,7 @@ impl PinCtxView<'_> {
         }
         let res = self.push(Kind::File, fixed)?;
         let rep = res.rep();
-        match self.ctx.core_handles(fd.base).insert(&res) {
+        match self.ctx.core_handles(HandleOwner::Component(fd.caller)).insert(&res) {
             Ok(h) => Ok(h as u32),
             Err(e) => {
                 let _ = self.remove(Kind::File, Resource::<FixedFile>::new_own(rep));
@@ -94,18 +95,18 @@ impl PinCtxView<'_> {
     /// flight still holds it.
     pub(crate) fn unregister_file(&mut self, slot: Called<u32>) -> Result<(), Errno> {
         let h = handle(slot.value)?;
-        let handles = self.ctx.core.get_mut(&slot.base).ok_or(Errno::BadF)?;
+        let handles = self.ctx.core.get_mut(&HandleOwner::Component(slot.caller)).ok_or(Errno::BadF)?;
         let res = handles.remove::<FixedFile>(h)?;
         self.remove(Kind::File, res).map(drop)
     }
 
-    /// The registration behind `slot` of the instance whose memory is at
-    /// `base`, if a transfer in this direction may use it.
-    pub(crate) fn fixed_file(&self, base: usize, slot: u32, into: bool) -> Result<&FixedFile, Errno> {
+    /// The registration behind `slot` of the calling instance `caller`, if a
+    /// transfer in this direction may use it.
+    pub(crate) fn fixed_file(&self, caller: CallerId, slot: u32, into: bool) -> Result<&FixedFile, Errno> {
         let res = self
             .ctx
             .core
-            .get(&base)
+            .get(&HandleOwner::Component(caller))
             .ok_or(Errno::BadF)?
             .get::<FixedFile>(handle(slot)?)?;
         self.table.get(&res).map_err(|_| Errno::BadF)?.for_transfer(into)
@@ -142,8 +143,13 @@ mod tests {
         assert_eq!(handle(7), Ok(7));
     }
 
-    fn called<T>(value: T, base: usize) -> Called<T> {
-        Called { value, base }
+    /// A call by instance `who` (0: a call that carried no memory).
+    fn called<T>(value: T, who: u32) -> Called<T> {
+        Called {
+            value,
+            base: who as usize * 0x1000,
+            caller: CallerId::new(who, 0),
+        }
     }
 
     fn descriptor(table: &mut ResourceTable, read: bool, write: bool) -> Resource<Descriptor> {
@@ -167,8 +173,8 @@ mod tests {
             .unwrap()
     }
 
-    /// Slots live in the registering instance's table (by memory base):
-    /// another base cannot use or end them; the first slot is `0x10001`,
+    /// Slots live in the registering instance's table: another instance
+    /// cannot use or end them; the first slot is `0x10001`,
     /// never 0; each counts as a file until it is unregistered, once.
     #[test]
     fn slots_belong_to_their_instance_and_count_as_files() {
@@ -179,16 +185,16 @@ mod tests {
             ctx: &mut ctx,
             table: &mut table,
         };
-        let (a, b) = (0x1000, 0x2000);
+        let (a, b) = (1, 2);
         let s_ro = v.register_file(called(Resource::new_borrow(ro.rep()), a)).unwrap();
         let s_wo = v.register_file(called(Resource::new_borrow(wo.rep()), a)).unwrap();
         assert_eq!((s_ro, s_wo), (0x10001, 0x10002));
         assert_eq!(v.ctx.held().files, 2);
-        assert!(v.fixed_file(a, s_ro, true).is_ok());
-        assert_eq!(v.fixed_file(a, s_ro, false).unwrap_err(), Errno::BadF);
-        assert!(v.fixed_file(a, s_wo, false).is_ok());
+        assert!(v.fixed_file(CallerId::new(a, 0), s_ro, true).is_ok());
+        assert_eq!(v.fixed_file(CallerId::new(a, 0), s_ro, false).unwrap_err(), Errno::BadF);
+        assert!(v.fixed_file(CallerId::new(a, 0), s_wo, false).is_ok());
         assert_eq!(
-            v.fixed_file(b, s_ro, true).unwrap_err(),
+            v.fixed_file(CallerId::new(b, 0), s_ro, true).unwrap_err(),
             Errno::BadF,
             "another instance"
         );
@@ -196,7 +202,7 @@ mod tests {
         assert_eq!(v.ctx.held().files, 2);
         assert_eq!(v.unregister_file(called(s_ro, a)), Ok(()));
         assert_eq!(v.unregister_file(called(s_ro, a)), Err(Errno::BadF), "twice");
-        assert_eq!(v.fixed_file(a, s_ro, true).unwrap_err(), Errno::BadF);
+        assert_eq!(v.fixed_file(CallerId::new(a, 0), s_ro, true).unwrap_err(), Errno::BadF);
         assert_eq!(v.ctx.held().files, 1);
         // A call without a memory has no instance to hold a slot.
         let r = v.register_file(called(Resource::new_borrow(ro.rep()), 0));

@@ -37,6 +37,9 @@ pub(crate) struct Transfer {
 }
 
 /// A vectored transfer's iovecs, with the pins that keep them valid.
+/// Linux's `UIO_MAXIOV`: most slices one `preadv`/`pwritev` takes.
+const IOV_MAX: usize = 1024;
+
 pub(crate) struct Vectored {
     pub file: Arc<File>,
     /// Keep the iovecs' pages pinned and mapped for the syscall.
@@ -52,6 +55,7 @@ impl Vectored {
     /// `preadv`/`pwritev` at `at`, on the calling thread.
     pub(crate) fn run(&self, read: bool, at: u64) -> std::result::Result<u64, E> {
         let cnt = i32::try_from(self.iov.len()).map_err(|_| E::Inval)?;
+        let at = super::file_offset(at)?;
         // SAFETY: each iovec is a raw pointer + length inside a pin held in
         // `self._pins` for the whole call (a write pin for reads into it). No
         // Rust reference to guest memory is formed, so slices that overlap
@@ -60,9 +64,9 @@ impl Vectored {
         // would.
         let n = unsafe {
             if read {
-                libc::preadv(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at as libc::off_t)
+                libc::preadv(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at)
             } else {
-                libc::pwritev(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at as libc::off_t)
+                libc::pwritev(self.file.as_raw_fd(), self.iov.as_ptr(), cnt, at)
             }
         };
         syscall_result(n).map(|n| n as u64)
@@ -165,6 +169,11 @@ impl PinCtxView<'_> {
         bufs: &[IoSlice],
         at: u64,
     ) -> std::result::Result<Vectored, E> {
+        // The kernel takes at most IOV_MAX slices; refusing more first keeps
+        // the host's arrays bounded whatever length the guest passed.
+        if bufs.len() > IOV_MAX {
+            return Err(E::Inval);
+        }
         let file = descriptor::file(self.table, fd, read)?.clone();
         let aligned = self.ctx.own_files.is_direct(&file);
         let mut pins = Vec::with_capacity(bufs.len());
@@ -185,6 +194,9 @@ impl PinCtxView<'_> {
 
     /// Starts `t` on the backend; `done` receives its outcome.
     fn start(&mut self, t: Transfer, read: bool, at: u64, done: &Arc<Completion>) -> std::result::Result<u64, E> {
+        // Refused before any backend sees it (io_uring would take -1 as the
+        // current file position).
+        super::file_offset(at)?;
         let op = Op {
             read,
             fd: t.file,

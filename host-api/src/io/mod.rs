@@ -58,7 +58,8 @@ pub enum BackendKind {
 pub struct IoConfig {
     /// The asynchronous backend.
     pub backend: BackendKind,
-    /// Most asynchronous transfers in flight at once; one more is `again`.
+    /// Most asynchronous transfers in flight at once, queued or running on
+    /// any backend; one more is `again`.
     pub queue_depth: u32,
     /// Worker threads of the thread backend.
     pub threads: usize,
@@ -66,16 +67,37 @@ pub struct IoConfig {
     /// kernel; past it, their threads are detached, each still holding its
     /// transfer's pin until the syscall returns.
     pub shutdown_wait: Duration,
+    /// The longest a call may wait in a **synchronous** store (`io-ticket.wait`,
+    /// socket `accept`/`connect`/`send`/`recv`), whatever timeout the guest
+    /// asked for: a sync host call holds the store's thread and cannot be
+    /// interrupted by epochs or a deadline. A longer wait returns what the
+    /// guest's timeout would (`none`, `timedout`) once this passes; the guest
+    /// may call again. Asynchronous stores need no ceiling: dropping the
+    /// store's future ends their waits at once.
+    pub max_wait: Duration,
+}
+
+impl IoConfig {
+    /// The default [`max_wait`](Self::max_wait): 30 s.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
+
+    /// `timeout` capped at [`max_wait`](Self::max_wait): how long a sync
+    /// call may really wait.
+    pub(crate) fn sync_wait(&self, timeout: Duration) -> Duration {
+        timeout.min(self.max_wait)
+    }
 }
 
 impl Default for IoConfig {
-    /// `Auto` backend, 64 transfers in flight, 2 workers, 1 s shutdown wait.
+    /// `Auto` backend, 64 transfers in flight, 2 workers, 1 s shutdown wait,
+    /// 30 s longest sync wait.
     fn default() -> Self {
         IoConfig {
             backend: BackendKind::Auto,
             queue_depth: 64,
             threads: 2,
             shutdown_wait: Duration::from_secs(1),
+            max_wait: IoConfig::DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -234,6 +256,11 @@ impl IoState {
         IoState { config, backend: None }
     }
 
+    /// The embedder's settings.
+    pub(crate) fn config(&self) -> &IoConfig {
+        &self.config
+    }
+
     pub(crate) fn backend(&mut self) -> Result<&mut dyn Backend, Errno> {
         if self.backend.is_none() {
             self.backend = Some(make_backend(&self.config)?);
@@ -284,9 +311,17 @@ fn make_backend(config: &IoConfig) -> Result<Box<dyn Backend>, Errno> {
     }
 }
 
+/// A guest's file offset as the kernel's `off_t`: `inval` past `i64::MAX`.
+/// Every transfer, sync or async, on every backend, passes through here, so
+/// no backend reads `-1` as io_uring's "the current file position".
+pub(crate) fn file_offset(at: u64) -> Result<libc::off_t, Errno> {
+    libc::off_t::try_from(at).map_err(|_| Errno::Inval)
+}
+
 /// Performs one transfer on the calling thread: `pread`/`pwrite` straight
 /// on the guest's pages.
 pub(crate) fn transfer(fd: &File, read: bool, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
+    let offset = file_offset(offset)?;
     // SAFETY: callers pass a range inside a pin they hold for the whole call,
     // so the pages are mapped and present; `read` transfers need a write pin
     // (checked when the range was resolved). Guest memory goes to the kernel
@@ -295,9 +330,9 @@ pub(crate) fn transfer(fd: &File, read: bool, ptr: *mut u8, len: u32, offset: u6
     // aliasing rule is asserted over them.
     let n = unsafe {
         if read {
-            libc::pread(fd.as_raw_fd(), ptr.cast(), len as usize, offset as libc::off_t)
+            libc::pread(fd.as_raw_fd(), ptr.cast(), len as usize, offset)
         } else {
-            libc::pwrite(fd.as_raw_fd(), ptr.cast(), len as usize, offset as libc::off_t)
+            libc::pwrite(fd.as_raw_fd(), ptr.cast(), len as usize, offset)
         }
     };
     syscall_result(n).map(|n| n as u32)

@@ -21,7 +21,7 @@
 use super::imports::{finish, Transfer};
 use super::{descriptor, direct, transfer, Completion, GuestTicket, Op};
 use crate::bindings::wasm_pin::mm::one_call_io::Errno;
-use crate::caller::{Addr, Called};
+use crate::caller::{Addr, Called, CallerId};
 use crate::quotas::Kind;
 use crate::view::PinCtxView;
 use runtime_mm::{gup, Errno as E, GupFlags, Mm, PinnedPages};
@@ -72,14 +72,14 @@ impl PinCtxView<'_> {
     /// The file of a transfer in this direction by the instance whose
     /// memory is at `base`, and whether it is direct: `badf` for a dead
     /// descriptor or slot, or one not opened for it.
-    fn target_file(&self, target: &Target, base: usize, into: bool) -> Result<(&Arc<File>, bool), E> {
+    fn target_file(&self, target: &Target, caller: CallerId, into: bool) -> Result<(&Arc<File>, bool), E> {
         match target {
             Target::Desc(fd) => {
                 let file = descriptor::file(self.table, fd, into)?;
                 Ok((file, self.ctx.own_files.is_direct(file)))
             }
             Target::Slot(slot) => {
-                let f = self.fixed_file(base, *slot, into)?;
+                let f = self.fixed_file(caller, *slot, into)?;
                 Ok((&f.file, f.direct))
             }
         }
@@ -97,7 +97,7 @@ impl PinCtxView<'_> {
         read: bool,
     ) -> Result<(&Arc<File>, PinnedPages, *mut u8), E> {
         let mm = self.ctx.memory_of(&addr)?;
-        let (file, direct) = self.target_file(target, addr.base, read)?;
+        let (file, direct) = self.target_file(target, addr.caller, read)?;
         let (pin, ptr) = pin_range(&mm, addr.value, len, read)?;
         if direct {
             direct::check_aligned(ptr, len, at)?;

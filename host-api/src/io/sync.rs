@@ -77,9 +77,11 @@ pub(crate) fn add_zero_copy_io<T: 'static>(linker: &mut Linker<T>, get: fn(&mut 
         move |mut s: StoreContextMut<'_, T>,
               (t, ms): (Resource<GuestTicket>, u32)|
               -> Result<(Option<std::result::Result<u32, Errno>>,)> {
-            let done = get(s.data_mut()).ticket_done(&t)?;
+            let v = get(s.data_mut());
+            let done = v.ticket_done(&t)?;
+            let wait = v.ctx.io.config().sync_wait(Duration::from_millis(ms.into()));
             Ok((done
-                .wait(Duration::from_millis(ms.into()))
+                .wait(wait)
                 .map(|r| r.map_err(Errno::from)),))
         },
     )?;

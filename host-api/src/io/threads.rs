@@ -1,7 +1,9 @@
 //! The worker-thread backend: a bounded queue of transfers served by a few
 //! threads calling `pread`/`pwrite` on the guest's pinned pages.
 //!
-//! A full queue refuses the submission with `again`. Cancelling a transfer
+//! At most `depth` transfers are in flight, queued or taken by a worker
+//! (`IoConfig::queue_depth`); one more is refused with `again`, so the
+//! workers never hold more pins than the depth admits. Cancelling a transfer
 //! that no worker has started completes it with `canceled` without touching
 //! the buffer; one already running finishes. Only queued transfers are
 //! tracked (`pending`), so cancelling one that already ran leaves nothing
@@ -45,6 +47,8 @@ pub(crate) struct Threads {
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     next: u64,
+    /// Most transfers in flight (queued or running) at once.
+    depth: usize,
     shutdown_wait: Duration,
 }
 
@@ -54,7 +58,8 @@ impl Threads {
     }
 
     pub(crate) fn with_exec(threads: usize, depth: u32, shutdown_wait: Duration, exec: Exec) -> Threads {
-        let (tx, rx) = sync_channel::<(u64, Op)>(depth.max(1) as usize);
+        let depth = depth.max(1) as usize;
+        let (tx, rx) = sync_channel::<(u64, Op)>(depth);
         let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
@@ -75,6 +80,7 @@ impl Threads {
             workers,
             shared,
             next: 0,
+            depth,
             shutdown_wait,
         }
     }
@@ -113,6 +119,13 @@ impl Backend for Threads {
         self.next += 1;
         let id = self.next;
         let tx = self.tx.as_ref().ok_or(Errno::Canceled)?;
+        // The channel bounds only what waits in it; a transfer a worker took
+        // still holds its pin, so the depth counts it too. Only this thread
+        // adds (`&mut self`), so the check cannot race another submission.
+        if self.shared.in_flight.load(Ordering::Acquire) >= self.depth {
+            self.next -= 1;
+            return Err(Errno::Again);
+        }
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         // Listed before it is queued, so a worker always finds its entry.
         self.pending().insert(id, false);
@@ -278,10 +291,12 @@ mod tests {
 
     /// The queue's bookkeeping: ids, in flight, queued, refused (`again`,
     /// not counted), and a queued transfer cancelled before a worker takes
-    /// it completes `canceled` without running.
+    /// it completes `canceled` without running. The depth (2) counts the
+    /// transfer the worker took: a third is `again` though the channel has
+    /// room for it.
     #[test]
     fn a_full_queue_is_again_and_a_queued_transfer_cancels() {
-        let mut t = Threads::with_exec(1, 1, Duration::from_secs(5), gated);
+        let mut t = Threads::with_exec(1, 2, Duration::from_secs(5), gated);
         let ((a, done_a, _ma), (b, done_b, _mb), (c, done_c, _mc)) = (op(true), op(true), op(true));
         let ia = t.submit(a).unwrap();
         running(&t);
@@ -296,6 +311,32 @@ mod tests {
         assert_eq!(done_a.wait(Duration::from_secs(5)), Some(Ok(4096)));
         assert_eq!(done_b.wait(Duration::from_secs(5)), Some(Err(Errno::Canceled)));
         assert_eq!((t.in_flight(), t.tracked()), (0, 0));
+    }
+
+    static GATE3: AtomicBool = AtomicBool::new(true);
+
+    fn gated3(op: &Op) -> Result<u32, Errno> {
+        while GATE3.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(op.len)
+    }
+
+    /// Depth 1 with four idle workers: the transfer a worker runs is the one
+    /// in flight, and a second is `again` (before, each worker could take
+    /// one and the channel queue one more: `depth + threads` pins).
+    #[test]
+    fn the_depth_counts_transfers_a_worker_took() {
+        let mut t = Threads::with_exec(4, 1, Duration::from_secs(5), gated3);
+        let ((a, done_a, _ma), (b, done_b, _mb)) = (op(true), op(true));
+        t.submit(a).unwrap();
+        running(&t);
+        assert_eq!(t.submit(b).unwrap_err(), Errno::Again);
+        assert_eq!((t.in_flight(), t.counts().submitted), (1, 1));
+        GATE3.store(false, Ordering::Release);
+        assert_eq!(done_a.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        assert_eq!(done_b.poll(), None, "a refused transfer never completes");
+        assert_eq!(t.in_flight(), 0);
     }
 
     static GATE2: AtomicBool = AtomicBool::new(true);

@@ -1,7 +1,7 @@
 //! The `zero-copy-net` operations on [`PinCtxView`], written once for both
 //! kinds of store ([`Mode`]), and the generated (async) traits.
 
-use super::{accept, bind, connect, ms, TcpListener, TcpStream};
+use super::{accept, addr, bind, connect, ms, Mode, TcpListener, TcpStream};
 use crate::bindings::wasm_pin::mm::zero_copy_net::{Errno, Host, HostTcpListener, HostTcpStream};
 use crate::quotas::Kind;
 use crate::view::PinCtxView;
@@ -15,25 +15,10 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 
 type R<T> = Result<std::result::Result<T, Errno>>;
 
-/// Where a call that waits runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Mode {
-    /// On the calling thread (sync stores).
-    Block,
-    /// On a blocking thread the store awaits (async stores).
-    Await,
-}
-
-async fn blocking<T: Send + 'static>(mode: Mode, f: impl FnOnce() -> T + Send + 'static) -> T {
-    match mode {
-        Mode::Block => f(),
-        Mode::Await => wasmtime_wasi::runtime::spawn_blocking(f).await,
-    }
-}
-
 impl PinCtxView<'_> {
     pub(crate) async fn tcp_bind(&mut self, addr: SocketAddr) -> std::result::Result<Resource<TcpListener>, E> {
         self.ctx.admit(Kind::Socket)?;
+        addr::local(addr)?;
         self.ctx.net.allow(addr, SocketAddrUse::TcpBind).await?;
         self.ctx.net.allow(addr, SocketAddrUse::TcpListen).await?;
         let l = bind(addr)?;
@@ -48,7 +33,7 @@ impl PinCtxView<'_> {
     ) -> std::result::Result<Resource<TcpStream>, E> {
         self.ctx.admit(Kind::Socket)?;
         let sock = self.listener(l)?;
-        let (s, peer) = blocking(mode, move || accept(&sock, ms(timeout_ms))).await?;
+        let (s, peer) = accept(&sock, ms(timeout_ms), mode).await?;
         // A refused peer's connection is closed (dropped) here.
         self.ctx.net.allow(peer, SocketAddrUse::TcpAccept).await?;
         self.push_stream(s)
@@ -61,14 +46,18 @@ impl PinCtxView<'_> {
         mode: Mode,
     ) -> std::result::Result<Resource<TcpStream>, E> {
         self.ctx.admit(Kind::Socket)?;
+        addr::remote(addr)?;
+        // The kernel binds an unbound socket as it connects: asked first, as
+        // WASI asks, so a policy that denies every bind denies connects too.
+        self.ctx.net.allow(addr::implicit_bind(addr), SocketAddrUse::TcpBind).await?;
         self.ctx.net.allow(addr, SocketAddrUse::TcpConnect).await?;
-        let s = blocking(mode, move || connect(addr, ms(timeout_ms))).await?;
+        let s = connect(addr, ms(timeout_ms), mode).await?;
         self.push_stream(s)
     }
 
     pub(crate) fn tcp_local_address(&self, l: &Resource<TcpListener>) -> std::result::Result<IpSocketAddress, E> {
         let sock = self.listener(l)?;
-        Ok(sock.local_addr().map_err(|e| E::from_io(&e))?.into())
+        Ok(sock.sock.local_addr().map_err(|e| E::from_io(&e))?.into())
     }
 }
 
@@ -101,14 +90,14 @@ impl HostTcpStream for PinCtxView<'_> {
 
     async fn send(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32, t: u32) -> R<u32> {
         match self.socket_io(&s, &buf, off, len, false, t) {
-            Ok(io) => ok(blocking(Mode::Await, move || io.run()).await),
+            Ok(io) => ok(io.run(Mode::Await).await),
             Err(e) => ok(Err(e)),
         }
     }
 
     async fn recv(&mut self, s: Resource<TcpStream>, buf: Resource<GuestPin>, off: u32, len: u32, t: u32) -> R<u32> {
         match self.socket_io(&s, &buf, off, len, true, t) {
-            Ok(io) => ok(blocking(Mode::Await, move || io.run()).await),
+            Ok(io) => ok(io.run(Mode::Await).await),
             Err(e) => ok(Err(e)),
         }
     }

@@ -3,7 +3,6 @@
 //! address check, an async closure, is driven by wasmtime-wasi's
 //! `in_tokio`, as WASI's own synchronous bindings drive theirs.
 
-use super::imports::Mode;
 use super::{TcpListener, TcpStream};
 use crate::bindings::wasm_pin::mm::zero_copy_net::Errno;
 use crate::view::PinCtxView;
@@ -42,23 +41,25 @@ pub(crate) fn add_zero_copy_net<T: 'static>(linker: &mut Linker<T>, get: fn(&mut
         "[method]tcp-listener.accept",
         move |mut s: StoreContextMut<'_, T>, (l, t): (Resource<TcpListener>, u32)| {
             let mut v = get(s.data_mut());
-            Ok((in_tokio(v.tcp_accept(&l, t, Mode::Block)).map_err(Errno::from),))
+            let mode = v.wait_mode(false);
+            Ok((in_tokio(v.tcp_accept(&l, t, mode)).map_err(Errno::from),))
         },
     )?;
     inst.func_wrap(
         "[static]tcp-stream.connect",
         move |mut s: StoreContextMut<'_, T>, (addr, t): (IpSocketAddress, u32)| {
             let mut v = get(s.data_mut());
-            Ok((in_tokio(v.tcp_connect(addr.into(), t, Mode::Block)).map_err(Errno::from),))
+            let mode = v.wait_mode(false);
+            Ok((in_tokio(v.tcp_connect(addr.into(), t, mode)).map_err(Errno::from),))
         },
     )?;
     for (name, into) in [("[method]tcp-stream.send", false), ("[method]tcp-stream.recv", true)] {
         inst.func_wrap(
             name,
             move |mut s: StoreContextMut<'_, T>, (st, buf, off, len, t): Io| {
-                let r = get(s.data_mut())
-                    .socket_io(&st, &buf, off, len, into, t)
-                    .and_then(|io| io.run());
+                let v = get(s.data_mut());
+                let mode = v.wait_mode(false);
+                let r = v.socket_io(&st, &buf, off, len, into, t).and_then(|io| in_tokio(io.run(mode)));
                 Ok((r.map_err(Errno::from),))
             },
         )?;
