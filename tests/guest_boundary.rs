@@ -592,3 +592,157 @@ fn a_memory_not_made_by_the_creator_is_opnotsupp() {
     let f = instance.get_typed_func::<(), (u32,)>(&mut store, "run").unwrap();
     assert_eq!(f.call(&mut store, ()).unwrap().0, 1005, "opnotsupp is index 5");
 }
+
+/// `gup` with the two imports that carry no address.
+fn gup_with_queries() -> String {
+    format!(
+        r#"{GUP_TYPE}
+    (export "page-maybe-dma-pinned" (func (param "addr" u64) (result bool)))
+    (type $stats (record (field "foll-pin-acquired" u64) (field "foll-pin-released" u64)
+        (field "foll-get-taken" u64) (field "foll-get-put" u64) (field "fast-path-pages" u64)
+        (field "slow-path-pages" u64) (field "fast-fallbacks" u64) (field "longterm-pinned-pages" u64)
+        (field "remote-pages" u64) (field "dirtied-pages" u64) (field "locked-bytes" u64)))
+    (export "mm-stats" (type $s (eq $stats)))
+    (export "stats" (func (result $s)))"#
+    )
+}
+
+/// A component with its own memory; `run(op)`: 0 pins page 0 (0, or 1000 +
+/// errno index), 1 asks `page-maybe-dma-pinned(0)` (lowered with no
+/// memory, as wit-component lowers it), 2 returns `stats().foll-pin-acquired`.
+fn querying_component() -> String {
+    format!(
+        r#"(component
+            (import "gup" (instance $g {gup}))
+            (core module $Mem (memory (export "memory") 1))
+            (core instance $mem (instantiate $Mem))
+            (alias core export $mem "memory" (core memory $m))
+            (core func $pin (canon lower (func $g "pin-user-pages") (memory $m)))
+            (core func $pinned (canon lower (func $g "page-maybe-dma-pinned")))
+            (core func $stats (canon lower (func $g "stats") (memory $m)))
+            (core module $Main
+                (import "env" "memory" (memory 1))
+                (import "env" "pin" (func $pin (param i64 i32 i32 i32)))
+                (import "env" "pinned" (func $pinned (param i64) (result i32)))
+                (import "env" "stats" (func $stats (param i32)))
+                (func (export "run") (param $op i32) (result i32)
+                    (if (i32.eqz (local.get $op)) (then
+                        (call $pin (i64.const 0) (i32.const 1) (i32.const 1) (i32.const 16))
+                        (return (if (result i32) (i32.load8_u (i32.const 16))
+                            (then (i32.add (i32.const 1000) (i32.load8_u (i32.const 20))))
+                            (else (i32.const 0))))))
+                    (if (i32.eq (local.get $op) (i32.const 1)) (then
+                        (return (call $pinned (i64.const 0)))))
+                    (call $stats (i32.const 64))
+                    (i32.wrap_i64 (i64.load (i32.const 64)))))
+            (core instance $main (instantiate $Main
+                (with "env" (instance (export "memory" (memory $m)) (export "pin" (func $pin))
+                    (export "pinned" (func $pinned)) (export "stats" (func $stats))))))
+            (func (export "run") (param "op" u32) (result u32) (canon lift (core func $main "run"))))"#,
+        gup = gup_with_queries(),
+    )
+}
+
+/// #19.3: `page-maybe-dma-pinned` and `stats` answer about the calling
+/// instance's own memory. Two components in one store: A pins its page 0;
+/// B, which pinned nothing, is told its page 0 is not pinned and sees its
+/// own (empty) counters, before and after A's pin, in either order.
+#[test]
+fn queries_answer_for_the_callers_own_memory() {
+    let (engine, _creator) = engine();
+    let text = format!(
+        r#"(component
+            (import "wasm-pin:mm/gup@0.1.0" (instance $gup {gup}))
+            (component $C {c})
+            (instance $a (instantiate $C (with "gup" (instance $gup))))
+            (instance $b (instantiate $C (with "gup" (instance $gup))))
+            (export "run-a" (func $a "run"))
+            (export "run-b" (func $b "run")))"#,
+        gup = gup_with_queries(),
+        c = body(&querying_component()),
+    );
+    let composed = Component::new(&engine, text).unwrap();
+    let single = format!(
+        r#"(component
+            (import "wasm-pin:mm/gup@0.1.0" (instance $gup {gup}))
+            (component $C {c})
+            (instance $a (instantiate $C (with "gup" (instance $gup))))
+            (export "run" (func $a "run")))"#,
+        gup = gup_with_queries(),
+        c = body(&querying_component()),
+    );
+    let single = Component::new(&engine, single).unwrap();
+    let mut linker = wasmtime::component::Linker::new(&engine);
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = Store::new(&engine, MmHost::default());
+    let run = |s: &mut Store<MmHost>, i: &wasmtime::component::Instance, name: &str, op: u32| {
+        let f = i.get_typed_func::<(u32,), (u32,)>(&mut *s, name).unwrap();
+        f.call(&mut *s, (op,)).unwrap().0
+    };
+    // Two top-level components in one store.
+    let a = linker.instantiate(&mut store, &single).unwrap();
+    let b = linker.instantiate(&mut store, &single).unwrap();
+    assert_eq!(run(&mut store, &b, "run", 1), 0, "B has pinned nothing");
+    assert_eq!(run(&mut store, &a, "run", 0), 0);
+    assert_eq!(run(&mut store, &b, "run", 1), 0, "A's pin is not B's");
+    assert_eq!(run(&mut store, &b, "run", 2), 0, "B's own counters");
+    assert_eq!(run(&mut store, &a, "run", 1), 1);
+    assert_eq!(run(&mut store, &a, "run", 2), 1);
+    assert_eq!(run(&mut store, &b, "run", 1), 0, "still, right after A's calls");
+    // Two sub-components of one composed component.
+    let c = linker.instantiate(&mut store, &composed).unwrap();
+    assert_eq!(run(&mut store, &c, "run-a", 0), 0);
+    assert_eq!(run(&mut store, &c, "run-b", 1), 0);
+    assert_eq!(run(&mut store, &c, "run-b", 2), 0);
+    assert_eq!(run(&mut store, &c, "run-a", 1), 1);
+}
+
+/// #19.4: core-ABI handles belong to the instance, not to the memory it
+/// exports. B imports A's memory and re-exports it as `memory`: it still
+/// cannot use or release A's pins, and its own pins are its own.
+#[test]
+fn reexporting_anothers_memory_names_none_of_its_handles() {
+    let (mut store, mut linker, module, creator, _peer) = core_setup(Quotas::default());
+    let a = CoreGuest::new(&mut store, &linker, &module);
+    let pin = a.pin(&mut store, 0, 1);
+    assert!(pin > 0);
+    let h = i32::try_from(pin).unwrap();
+    let memory = a.instance.get_memory(&mut store, "memory").unwrap();
+    linker.define(&store, "a", "memory", memory).unwrap();
+    let impostor = Module::new(
+        module.engine(),
+        r#"(module
+            (import "a" "memory" (memory 2))
+            (export "memory" (memory 0))
+            (import "wasm-pin:mm/gup@0.1.0" "pin-user-pages" (func $pin (param i64 i32 i32) (result i32)))
+            (import "wasm-pin:mm/gup@0.1.0" "unpin" (func $unpin (param i32 i32) (result i32)))
+            (import "wasm-pin:mm/gup@0.1.0" "pinned-start" (func $start (param i32) (result i64)))
+            (func (export "pin") (param i64) (result i32) (call $pin (local.get 0) (i32.const 1) (i32.const 1)))
+            (func (export "unpin") (param i32) (result i32) (call $unpin (local.get 0) (i32.const 0)))
+            (func (export "start") (param i32) (result i64) (call $start (local.get 0))))"#,
+    )
+    .unwrap();
+    let b = linker.instantiate(&mut store, &impostor).unwrap();
+    let b_unpin = b.get_typed_func::<i32, i32>(&mut store, "unpin").unwrap();
+    let b_start = b.get_typed_func::<i32, i64>(&mut store, "start").unwrap();
+    let b_pin = b.get_typed_func::<i64, i32>(&mut store, "pin").unwrap();
+    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    assert_eq!(b_start.call(&mut store, h).unwrap(), EBADF);
+    assert_eq!(i64::from(b_unpin.call(&mut store, h).unwrap()), EBADF);
+    assert_eq!(mm.stats().pins_outstanding(), 1, "A's pin is intact");
+    // B's own pins (of the shared memory) are B's alone: its second handle
+    // is a number A's table never gave out.
+    let own = [
+        b_pin.call(&mut store, 4096).unwrap(),
+        b_pin.call(&mut store, 8192).unwrap(),
+    ];
+    assert!(own[0] > 0 && own[1] > own[0]);
+    assert_eq!(a.call(&mut store, UNPIN, i64::from(own[1]), 0, 0, 0), EBADF);
+    for h in own {
+        assert_eq!(b_unpin.call(&mut store, h).unwrap(), 0);
+    }
+    assert_eq!(mm.stats().pins_outstanding(), 1, "A's pin is intact");
+    assert_eq!(a.call(&mut store, START, pin, 0, 0, 0), 0);
+    assert_eq!(a.call(&mut store, UNPIN, pin, 0, 0, 0), 0);
+    assert_eq!(mm.stats().pins_outstanding(), 0);
+}
