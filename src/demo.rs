@@ -1,6 +1,7 @@
 //! The built-in demo: the Rust WASI demo guest (`guests/rust-wasi/demo`)
 //! on a file the host writes, then the host's checks and summary.
 
+use crate::options::WasiOptions;
 use crate::{command, Preopen, RunArgs};
 use runtime_mm::{MemoryPool, MmStats};
 use std::path::Path;
@@ -100,10 +101,13 @@ pub fn run(engine: &Engine, pool: Option<&Arc<MemoryPool>>, o: &RunArgs) -> wasm
         pooled: o.pooled,
         // The demo prints the CPU time of each pass.
         allow_cpu_clock: true,
-        component_and_args: Vec::new(),
+        wasi: Vec::new(),
+        wasm: Vec::new(),
+        wasm_and_args: Vec::new(),
     };
     let guest_args = vec!["/data/input.bin".to_string(), "/data/copy.bin".to_string()];
-    let (code, pins) = command::run(engine, &component, Path::new("demo.wasm"), &args, guest_args)?;
+    let opts = WasiOptions::default();
+    let (code, pins) = command::run(engine, &component, Path::new("demo.wasm"), &args, &opts, guest_args)?;
     if code != std::process::ExitCode::SUCCESS {
         wasmtime::bail!("the demo guest failed ({code:?})");
     }

@@ -1,26 +1,47 @@
-//! `wasm-pin run`: runs a WASI command component with the pin imports, like
+//! `wasm-pin run`: runs a WASI program with the pin imports, like
 //! `wasmtime run`, or the built-in demo.
 //!
 //! ```text
-//! wasm-pin run [OPTIONS] [COMPONENT] [ARGS]...
+//! wasm-pin run [OPTIONS] [WASM] [ARGS]...
 //! ```
 //!
-//! - A **WASI command** (a component exporting `wasi:cli/run@0.2.x`, with or
-//!   without the pin imports) runs under wasmtime-wasi's p2 implementation
-//!   plus the pin imports on one linker and one table (`command`): `--dir`
-//!   preopens, `--env` variables, the arguments after COMPONENT (argv\[0\] is
-//!   its file name), inherited stdio; its exit code becomes this process's (a
-//!   trap: the error on stderr and exit code 134, as `wasmtime run` on Unix).
-//! - With **no component** it runs the built-in demo (`demo`): the Rust WASI
-//!   demo guest streams a file it is given through pinned buffers with
-//!   asynchronous zero-copy reads, then through WASI's `input-stream`, and
-//!   prints both; the host checks the guest's zero-copy copy of the file.
+//! The program's form is found from its bytes (`form`; binary or text), with
+//! no flag, and each runs as `wasmtime run` runs it:
+//!
+//! - A **core module** (a `wasm32-wasip1` program) runs natively on
+//!   wasmtime-wasi's preview1 (`p1`): `_initialize` if exported, then the
+//!   export `""` or `_start`. Its own memory is pinnable, and it may import
+//!   the core-ABI pin functions (`wasm-pin:mm/gup@0.1.0`).
+//! - A **WASI 0.2 command** (a component exporting `wasi:cli/run@0.2.x`) runs
+//!   under wasmtime-wasi's p2 plus the pin imports on one linker and one
+//!   table (`command`).
+//! - A **WASI 0.3 command** (exporting `wasi:cli/run@0.3.x`) runs under
+//!   wasmtime-wasi's p3 (and p2) plus the pin imports on an asynchronous
+//!   store (`p3`).
+//!
+//! All of them get `--dir` preopens, `--env` variables, the arguments after
+//! WASM (argv\[0\] is its file name), inherited stdio, and the `-S` options
+//! `wasmtime run` takes for them (`options`); the guest's exit code becomes
+//! this process's (a trap: the error on stderr and exit code 134, as
+//! `wasmtime run` on Unix).
+//!
+//! With **no program** it runs the built-in demo (`demo`): the Rust WASI
+//! demo guest streams a file it is given through pinned buffers with
+//! asynchronous zero-copy reads, then through WASI's `input-stream`, and
+//! prints both; the host checks the guest's zero-copy copy of the file.
 
 mod command;
 mod demo;
+mod form;
+mod options;
+mod p1;
+mod p3;
+mod wasi;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use form::Program;
 use host_api::BackendKind;
+use options::{OptionList, WasiOptions, WasmOptions};
 use runtime_mm::{PinMemoryCreator, PoolConfig};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,7 +49,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::error::Context as _;
-use wasmtime::{bail, Config, Engine};
+use wasmtime::{bail, format_err, Config, Engine, Module};
 
 /// pin_user_pages() for WebAssembly linear memory under wasmtime.
 #[derive(Parser, Debug)]
@@ -40,14 +61,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Runs a WASI command component with the pin imports (like `wasmtime run`), or the built-in demo.
+    /// Runs a WASI program (p1 module, 0.2 or 0.3 command) with the pin imports, like `wasmtime run`; none: the demo.
     Run(RunArgs),
 }
 
-/// `wasm-pin run`'s options. Everything after COMPONENT goes to the guest,
-/// as with `wasmtime run`; an unknown option before it is an error.
+/// `wasm-pin run`'s options. Everything after WASM goes to the guest, as
+/// with `wasmtime run`; an unknown option before it is an error.
 #[derive(Args, Debug)]
-#[command(override_usage = "wasm-pin run [OPTIONS] [COMPONENT] [ARGS]...")]
+#[command(override_usage = "wasm-pin run [OPTIONS] [WASM] [ARGS]...")]
 pub struct RunArgs {
     /// Grant the guest the host directory HOST, seen as GUEST (default: HOST); repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
@@ -62,7 +83,7 @@ pub struct RunArgs {
     pub backend: Backend,
 
     /// Size of the built-in demo's input file, in MiB (demo only).
-    #[arg(long, value_name = "N", default_value_t = 256, conflicts_with = "component_and_args")]
+    #[arg(long, value_name = "N", default_value_t = 256, conflicts_with = "wasm_and_args")]
     pub mib: u64,
 
     /// Put guest memories on a pool of slots reserved once and reused (PinMemoryCreator::pooled).
@@ -73,9 +94,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_cpu_clock: bool,
 
-    /// The component to run, then its arguments (argv[0] is its file name); none: the built-in demo.
-    #[arg(value_names = ["COMPONENT", "ARGS"], trailing_var_arg = true)]
-    pub component_and_args: Vec<OsString>,
+    /// WASI options as `wasmtime run -S`: p3, preview0, inherit-network, tcp, udp, allow-ip-name-lookup, ...
+    #[arg(short = 'S', value_name = "KEY[=VAL[,..]]", value_parser = options::parse_list)]
+    pub wasi: Vec<OptionList>,
+
+    /// WebAssembly options as `wasmtime run -W`: component-model-async (on by default).
+    #[arg(short = 'W', value_name = "KEY[=VAL[,..]]", value_parser = options::parse_list)]
+    pub wasm: Vec<OptionList>,
+
+    /// The program (core module or component, binary or text), then its arguments; none: the demo.
+    #[arg(value_names = ["WASM", "ARGS"], trailing_var_arg = true)]
+    pub wasm_and_args: Vec<OsString>,
 }
 
 /// `--dir HOST[::GUEST]`.
@@ -130,8 +159,9 @@ impl From<Backend> for BackendKind {
 const POOL_SLOTS: u32 = 64;
 
 /// An engine whose every memory is a pinnable `Mm`: on demand, or on a pool
-/// (`--pooled`).
-fn engine(pooled: bool) -> wasmtime::Result<(Engine, Arc<PinMemoryCreator>)> {
+/// (`--pooled`); with component-model concurrency (the async ABI of WASI 0.3
+/// components) if `concurrent`.
+fn engine(pooled: bool, concurrent: bool) -> wasmtime::Result<(Engine, Arc<PinMemoryCreator>)> {
     let creator = if pooled {
         PinMemoryCreator::pooled(PoolConfig {
             slots: POOL_SLOTS,
@@ -142,51 +172,43 @@ fn engine(pooled: bool) -> wasmtime::Result<(Engine, Arc<PinMemoryCreator>)> {
     };
     let mut config = Config::new();
     // Synchronous guests: skip component-model-async's per-call task
-    // bookkeeping (it more than doubles the cost of an import call).
-    config.concurrency_support(false);
+    // bookkeeping (it more than doubles the cost of an import call). WASI
+    // 0.3 components need it; wasmtime refuses the async ABI without it.
+    config.concurrency_support(concurrent);
+    config.wasm_component_model_async(concurrent);
     let engine = creator.build_engine(&mut config)?;
     Ok((engine, creator))
 }
 
-/// Reads `path` and compiles it as a component; says what it is otherwise.
-fn load_component(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
-    // The preamble: magic, then a 16-bit version and a 16-bit layer (0 for a
-    // core module, 1 for a component).
-    match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', _, _, 0, 0]) => bail!(
-            "`{shown}` is a core WebAssembly module, not a WebAssembly component: `wasm-pin run` needs a component \
-             exporting `wasi:cli/run` (componentize a wasm32-wasip1 module with wasmtime's preview1 command adapter, \
-             e.g. `wasm-tools component new --adapt`)"
-        ),
-        Some([0, b'a', b's', b'm', _, _, 1, 0]) => {
-            Component::new(engine, &bytes).with_context(|| format!("failed to compile the component `{shown}`"))
-        }
-        _ if bytes.starts_with(b"\0asm") => {
-            bail!("`{shown}` is not a WebAssembly component: unknown binary version or layer")
-        }
-        // Component text (WAT), or anything else.
-        _ => Component::new(engine, &bytes).with_context(|| {
-            format!("`{shown}` is not a WebAssembly component (neither a component binary nor component text)")
-        }),
+/// Which command a component is, from the `wasi:cli/run` it exports and
+/// the options: WASI 0.3 where exported and `-Sp3` (the default) allows it,
+/// as `wasmtime run`, else WASI 0.2; `None` for neither.
+fn command_kind(run: form::RunExports, wasi: &WasiOptions) -> Option<bool> {
+    if run.p3 && wasi.p3 {
+        Some(true)
+    } else if run.p2 {
+        Some(false)
+    } else {
+        None
     }
 }
 
-/// Fails unless `component` is a WASI command (exports `wasi:cli/run`).
-fn check_command(engine: &Engine, component: &Component, path: &Path) -> wasmtime::Result<()> {
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    if !exports.iter().any(|n| n.starts_with("wasi:cli/run@0.2.")) {
-        bail!(
-            "`{}` is not a WASI command: it does not export `wasi:cli/run@0.2.x` (its exports: {exports:?})",
-            path.display()
-        );
+/// The error for a component that is no command `wasm-pin run` can run:
+/// names its exports (compiled with `engine` to list them).
+fn not_a_command(engine: &Engine, bytes: &[u8], path: &Path, run: form::RunExports) -> wasmtime::Error {
+    let shown = path.display();
+    let exports: Vec<String> = match Component::new(engine, bytes) {
+        Ok(c) => c.component_type().exports(engine).map(|(n, _)| n.to_string()).collect(),
+        Err(e) => return e.context(format!("failed to compile the component `{shown}`")),
+    };
+    if run.p3 {
+        format_err!("`{shown}` exports `wasi:cli/run@0.3.x` only, and -Sp3=n disables WASI 0.3")
+    } else {
+        format_err!(
+            "`{shown}` is not a WASI command: it exports neither `wasi:cli/run@0.2.x` nor `wasi:cli/run@0.3.x` \
+             (its exports: {exports:?})"
+        )
     }
-    Ok(())
 }
 
 /// The guest's arguments after argv\[0\]; WASI arguments are strings.
@@ -215,18 +237,44 @@ fn check_dirs(dirs: &[Preopen]) -> wasmtime::Result<()> {
 
 /// `wasm-pin run`: the exit code, or an error to print.
 fn run(args: RunArgs) -> wasmtime::Result<ExitCode> {
+    let wasi = WasiOptions::from_lists(&args.wasi).map_err(wasmtime::Error::msg)?;
+    let wasm = WasmOptions::from_lists(&args.wasm).map_err(wasmtime::Error::msg)?;
     check_dirs(&args.dirs)?;
-    let (engine, creator) = engine(args.pooled)?;
-    let Some((path, rest)) = args.component_and_args.split_first() else {
+    let Some((path, rest)) = args.wasm_and_args.split_first() else {
+        let (engine, creator) = engine(args.pooled, false)?;
         demo::run(&engine, creator.pool(), &args)?;
         return Ok(ExitCode::SUCCESS);
     };
     let path = Path::new(path);
-    let component = load_component(&engine, path)?;
-    check_command(&engine, &component, path)?;
+    let program = form::load(path)?;
     let rest = guest_args(rest)?;
-    let (code, _) = command::run(&engine, &component, path, &args, rest)?;
-    Ok(code)
+    let shown = path.display();
+    match program {
+        Program::Core(bytes) => {
+            let (engine, creator) = engine(args.pooled, false)?;
+            let module =
+                Module::new(&engine, &bytes).with_context(|| format!("failed to compile the module `{shown}`"))?;
+            p1::run(&engine, &creator, &module, path, &args, &wasi, rest)
+        }
+        Program::Component { bytes, run } => {
+            let kind = command_kind(run, &wasi);
+            if kind == Some(true) && !wasm.component_model_async {
+                bail!("`{shown}` is a WASI 0.3 command: it needs -Wcomponent-model-async");
+            }
+            // Neither: compiled as `wasmtime run` would, to list its exports.
+            let (engine, _) = engine(args.pooled, kind.unwrap_or(wasm.component_model_async))?;
+            let Some(p3) = kind else {
+                return Err(not_a_command(&engine, &bytes, path, run));
+            };
+            let component = Component::new(&engine, &bytes)
+                .with_context(|| format!("failed to compile the component `{shown}`"))?;
+            if p3 {
+                p3::run(&engine, &component, path, &args, &wasi, rest)
+            } else {
+                Ok(command::run(&engine, &component, path, &args, &wasi, rest)?.0)
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,9 @@
-//! `wasm-pin run` as a process: options, errors, WASI commands (a WAT
-//! component always; the Rust `hello-wasi` guest when `guests/rust/build.sh`
-//! has built it), compared with running the same component in-process
-//! through wasmtime-wasi alone; and the built-in demo.
+//! `wasm-pin run` as a process: options, errors, every program form (WASI
+//! preview1 core modules, with and without the core-ABI pin imports; WASI
+//! 0.2 commands: WAT components always, the Rust `hello-wasi` guest when
+//! `guests/rust/build.sh` has built it, compared with running the same
+//! component in-process through wasmtime-wasi alone; WASI 0.3 commands);
+//! and the built-in demo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,7 +45,7 @@ fn help_lists_every_option_on_one_line() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let help = text(&out.stdout);
     assert!(
-        help.contains("Usage: wasm-pin run [OPTIONS] [COMPONENT] [ARGS]..."),
+        help.contains("Usage: wasm-pin run [OPTIONS] [WASM] [ARGS]..."),
         "{help}"
     );
     for option in [
@@ -52,6 +54,8 @@ fn help_lists_every_option_on_one_line() {
         "--backend <BACKEND>",
         "--mib <N>",
         "--pooled",
+        "-S <KEY[=VAL[,..]]>",
+        "-W <KEY[=VAL[,..]]>",
         "--help",
     ] {
         let line = help
@@ -90,20 +94,62 @@ fn missing_component_names_the_os_reason() {
 }
 
 #[test]
-fn non_wasm_and_core_modules_are_refused() {
-    let dir = scratch("not-components");
+fn files_that_are_not_wasm_are_refused() {
+    let dir = scratch("not-wasm");
     std::fs::write(dir.join("notes.txt"), "hello\n").unwrap();
-    std::fs::write(dir.join("core.wat"), "(module)").unwrap();
-    std::fs::write(dir.join("core.wasm"), wasm_pin_guests::core_module("core_pin").unwrap()).unwrap();
+    std::fs::write(dir.join("future.wasm"), b"\0asm\x01\0\x02\0").unwrap();
+    // A component that is no command: it exports no `wasi:cli/run`.
+    std::fs::write(
+        dir.join("lib.wat"),
+        "(component (core module $m) (core instance (instantiate $m)))",
+    )
+    .unwrap();
     for (file, what) in [
-        ("notes.txt", "not a WebAssembly component"),
-        ("core.wat", "not a WebAssembly component"),
-        ("core.wasm", "is a core WebAssembly module, not a WebAssembly component"),
+        (
+            "notes.txt",
+            "not a WebAssembly module or component (neither binary nor text",
+        ),
+        ("future.wasm", "unknown binary version or layer"),
+        (
+            "lib.wat",
+            "is not a WASI command: it exports neither `wasi:cli/run@0.2.x` nor `wasi:cli/run@0.3.x`",
+        ),
     ] {
         let out = wasm_pin(&dir, &["run", file], &[]);
         let err = text(&out.stderr);
         assert_eq!(code(&out), 1, "{file}: {err}");
         assert!(err.contains(what), "{file}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wasmtime_run_s_and_w_options_are_parsed_and_unknown_ones_refused() {
+    let dir = scratch("options");
+    std::fs::write(dir.join("exit.wat"), exit_with_code_wat(5)).unwrap();
+    // As the wasi-testsuite adapter passes them, before the other options.
+    let out = wasm_pin(
+        &dir,
+        &[
+            "run",
+            "-Wcomponent-model-async",
+            "-Sp3,inherit-network",
+            "--env",
+            "A=1",
+            "exit.wat",
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 5, "{}", text(&out.stderr));
+    for (flag, what) in [
+        ("-Sbogus", "-Sbogus: unknown WASI option"),
+        ("-Shttp", "-Shttp: wasi-http is not provided by wasm-pin run"),
+        ("-Sp3=maybe", "expected y, yes, true, n, no or false"),
+        ("-Wgc", "-Wgc: unknown WebAssembly option"),
+    ] {
+        let out = wasm_pin(&dir, &["run", flag, "exit.wat"], &[]);
+        assert_eq!(code(&out), 1, "{flag}");
+        assert!(text(&out.stderr).contains(what), "{flag}: {}", text(&out.stderr));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -515,5 +561,193 @@ fn a_command_gets_the_pin_imports_on_its_own_memory() {
         assert_eq!(lines[1], format!("checksum {hash:#010x}"));
         assert_eq!(lines[2], "pins acquired 2, released 2");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes the test program `tests/programs/<file>` (text) to `dir`.
+fn program(dir: &Path, file: &str, wat: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, wat).unwrap();
+    path
+}
+
+#[test]
+fn p1_module_gets_args_env_a_preopen_and_its_exact_exit_code() {
+    let dir = scratch("p1");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("data.txt"), "file contents\n").unwrap();
+    let wat = include_str!("programs/p1_hello.wat");
+    program(&dir, "p1_hello.wat", wat);
+    // The same program as a binary module.
+    std::fs::write(dir.join("p1_hello.wasm"), wat::parse_str(wat).unwrap()).unwrap();
+    let data_arg = format!("{}::/data", data.display());
+    for file in ["p1_hello.wat", "p1_hello.wasm"] {
+        for mode in [&["run"][..], &["run", "--pooled"]] {
+            let args = [
+                mode,
+                &["--dir", &data_arg, "--env", "GREETING=hi", file, "x", "two words"],
+            ]
+            .concat();
+            let out = wasm_pin(&dir, &args, &[("NOT_PASSED", "1")]);
+            assert_eq!(code(&out), 33, "{args:?}: {}", text(&out.stderr));
+            assert_eq!(
+                text(&out.stdout),
+                format!("{file}\nx\ntwo words\nGREETING=hi\nfile contents\n"),
+                "{args:?}"
+            );
+            assert_eq!(text(&out.stderr), "");
+        }
+    }
+    // Without the preopen, path_open fails and the program says so (5).
+    let out = wasm_pin(&dir, &["run", "p1_hello.wasm"], &[]);
+    assert_eq!(code(&out), 5, "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn p1_module_traps_reactors_and_default_exports_as_wasmtime_run() {
+    let dir = scratch("p1-forms");
+    let print = r#"(import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+                   (memory (export "memory") 1)
+                   (data (i32.const 16) "init\nmain\n")
+                   (func $say (param i32)
+                     (i32.store (i32.const 0) (local.get 0)) (i32.store (i32.const 4) (i32.const 5))
+                     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#;
+    let cases = [
+        (
+            "trap.wat",
+            r#"(module (func (export "_start") unreachable))"#.to_string(),
+            134,
+            "",
+        ),
+        // A reactor: `_initialize`, and nothing else to run.
+        (
+            "reactor.wat",
+            format!(r#"(module {print} (func (export "_initialize") (call $say (i32.const 16))))"#),
+            0,
+            "init\n",
+        ),
+        // `_initialize`, then the default export `""` before `_start`.
+        (
+            "default.wat",
+            format!(
+                r#"(module {print} (func (export "_initialize") (call $say (i32.const 16)))
+                     (func (export "") (call $say (i32.const 21))) (func (export "_start") unreachable))"#
+            ),
+            0,
+            "init\nmain\n",
+        ),
+        // Nothing to run at all.
+        ("empty.wat", "(module)".to_string(), 0, ""),
+        // proc_exit outside WASI's range is an error, not an exit code.
+        (
+            "exit200.wat",
+            r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (func (export "_start") (call $exit (i32.const 200))))"#
+                .to_string(),
+            1,
+            "",
+        ),
+    ];
+    for (file, wat, want, stdout) in cases {
+        program(&dir, file, &wat);
+        let out = wasm_pin(&dir, &["run", file], &[]);
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), want, "{file}: {err}");
+        assert_eq!(text(&out.stdout), stdout, "{file}");
+        match want {
+            134 => assert!(err.contains("unreachable"), "{file}: {err}"),
+            1 => assert!(err.contains("Error:"), "{file}: {err}"),
+            _ => assert_eq!(err, "", "{file}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn p1_module_pins_its_own_memory_through_the_core_abi() {
+    let dir = scratch("p1-pin");
+    program(&dir, "p1_pin.wat", include_str!("programs/p1_pin.wat"));
+    for mode in [&["run"][..], &["run", "--pooled"]] {
+        let out = wasm_pin(&dir, &[mode, &["p1_pin.wat"]].concat(), &[]);
+        assert_eq!(code(&out), 0, "{mode:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "pinned 2 pages at 0x4000, same checksum, unpinned\n");
+    }
+    // The existing core-ABI guest too: it exports `run`, not `_start`, so
+    // (as under `wasmtime run`) nothing of it runs, but it links.
+    std::fs::write(
+        dir.join("core_pin.wasm"),
+        wasm_pin_guests::core_module("core_pin").unwrap(),
+    )
+    .unwrap();
+    let out = wasm_pin(&dir, &["run", "core_pin.wasm"], &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A WASI 0.3 command whose `run` (an async func, lifted synchronously) has
+/// the given core body (returning the `result` discriminant).
+fn p3_run_body_wat(body: &str) -> String {
+    format!(
+        r#"(component
+             (core module $m (func (export "run") (result i32) {body}))
+             (core instance $i (instantiate $m))
+             (type $status (result))
+             (type $run_t (func async (result $status)))
+             (func $run (type $run_t) (canon lift (core func $i "run")))
+             (instance $run_instance (export "run" (func $run)))
+             (export "wasi:cli/run@0.3.0" (instance $run_instance)))"#
+    )
+}
+
+#[test]
+fn p3_commands_get_args_env_and_exit_codes() {
+    let dir = scratch("p3");
+    program(&dir, "p3_env_exit.wat", include_str!("programs/p3_env_exit.wat"));
+    for mode in [
+        &["run"][..],
+        &["run", "--pooled"],
+        &["run", "-Wcomponent-model-async", "-Sp3"],
+    ] {
+        // 3 arguments (argv[0] included), 2 variables: exit-with-code(32).
+        let args = [mode, &["--env", "A=1", "--env", "B=2", "p3_env_exit.wat", "x", "y"]].concat();
+        let out = wasm_pin(&dir, &args, &[("NOT_PASSED", "1")]);
+        assert_eq!(code(&out), 32, "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "");
+    }
+    let out = wasm_pin(&dir, &["run", "p3_env_exit.wat"], &[]);
+    assert_eq!(code(&out), 10, "{}", text(&out.stderr));
+
+    for (file, body, want) in [
+        ("ok.wat", "i32.const 0", 0),
+        ("err.wat", "i32.const 1", 1),
+        ("trap.wat", "unreachable", 134),
+    ] {
+        program(&dir, file, &p3_run_body_wat(body));
+        let out = wasm_pin(&dir, &["run", file], &[]);
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), want, "{file}: {err}");
+        if want == 134 {
+            assert!(err.contains("unreachable"), "{file}: {err}");
+        } else {
+            assert_eq!(err, "", "{file}");
+        }
+    }
+    // WASI 0.3 switched off: this command exports nothing else to run.
+    let out = wasm_pin(&dir, &["run", "-Sp3=n", "ok.wat"], &[]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("-Sp3=n disables WASI 0.3"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = wasm_pin(&dir, &["run", "-Wcomponent-model-async=n", "ok.wat"], &[]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("needs -Wcomponent-model-async"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
