@@ -576,6 +576,56 @@ fn tcp_send_and_recv_use_pinned_buffers() {
     f.assert_clean_after_drop();
 }
 
+/// #19.5: a file offset past `i64::MAX` is `inval` on every backend and
+/// import (io_uring would take `u64::MAX`, i.e. -1, as "the current file
+/// position" and read from there), and nothing is transferred or pinned.
+#[test]
+fn offsets_past_i64_max_are_inval_everywhere() {
+    for backend in backends() {
+        let mut f = fx(backend);
+        std::fs::write(f.dir.join("f.bin"), pattern(8192, 3)).unwrap();
+        let file = f.open("f.bin", RW);
+        let buf = f.pin(0, 2, GupFlags::WRITE);
+        for at in [u64::MAX, i64::MAX as u64 + 1] {
+            let mut pins = f.host.pins();
+            assert_eq!(
+                block(pins.read_at(b(&file), b(&buf), 0, 16, at)).unwrap(),
+                Err(Errno::Inval)
+            );
+            assert_eq!(
+                block(pins.write_at(b(&file), b(&buf), 0, 16, at)).unwrap(),
+                Err(Errno::Inval)
+            );
+            let slice = || IoSlice {
+                buf: b(&buf),
+                offset: 0,
+                len: 16,
+            };
+            assert_eq!(
+                block(pins.read_at_vectored(b(&file), vec![slice()], at)).unwrap(),
+                Err(Errno::Inval)
+            );
+            assert_eq!(
+                block(pins.write_at_vectored(b(&file), vec![slice()], at)).unwrap(),
+                Err(Errno::Inval)
+            );
+            assert_eq!(
+                pins.submit_read_at(b(&file), b(&buf), 0, 16, at).unwrap().unwrap_err(),
+                Errno::Inval
+            );
+            assert_eq!(
+                pins.submit_write_at(b(&file), b(&buf), 0, 16, at).unwrap().unwrap_err(),
+                Errno::Inval
+            );
+            drop(pins);
+            assert_eq!(f.host.io_in_flight(), 0, "{backend:?}: nothing was submitted");
+        }
+        assert_eq!(f.bytes(0, 16), vec![0; 16], "{backend:?}: no byte moved");
+        assert_eq!(std::fs::read(f.dir.join("f.bin")).unwrap(), pattern(8192, 3));
+        f.assert_clean_after_drop();
+    }
+}
+
 /// Sockets obey the embedder's address check, WASI's model: the default
 /// denies everything; a check sees the address and its use.
 #[test]
