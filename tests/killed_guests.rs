@@ -79,9 +79,20 @@ fn a_killed_recv_releases_its_pin_socket_and_slot() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr: SocketAddr = server.local_addr().unwrap();
         let mut store = tenant(&engine, &creator, &module).await.unwrap();
-        let conn = store.data_mut().pins().connect(addr.into(), 5_000).await.unwrap().unwrap();
+        let conn = store
+            .data_mut()
+            .pins()
+            .connect(addr.into(), 5_000)
+            .await
+            .unwrap()
+            .unwrap();
         let (mut peer, _) = server.accept().unwrap();
-        let buf = store.data_mut().pins().pin_user_pages(0, 1, GupFlags::WRITE).unwrap().unwrap();
+        let buf = store
+            .data_mut()
+            .pins()
+            .pin_user_pages(0, 1, GupFlags::WRITE)
+            .unwrap()
+            .unwrap();
         {
             let mut pins = store.data_mut().pins();
             // The peer never sends: the recv waits for 49 days, or until the

@@ -16,7 +16,9 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// A policy, and the log of every (address, use) it was asked about.
-fn logged(allow: impl Fn(SocketAddr, SocketAddrUse) -> bool + Send + Sync + 'static) -> (MmHost, Arc<Mutex<Vec<String>>>) {
+fn logged(
+    allow: impl Fn(SocketAddr, SocketAddrUse) -> bool + Send + Sync + 'static,
+) -> (MmHost, Arc<Mutex<Vec<String>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
     let check: SocketAddrCheck = Arc::new(move |addr, use_| {
@@ -55,7 +57,11 @@ fn loopback_in_disguise_never_reaches_the_check_or_the_service() {
     ] {
         assert_eq!(connect(&mut host, &addr), Err(Errno::Inval), "{addr}");
     }
-    assert!(log.lock().unwrap().is_empty(), "the check was asked: {:?}", log.lock().unwrap());
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "the check was asked: {:?}",
+        log.lock().unwrap()
+    );
     // The plain address is the check's to refuse.
     assert_eq!(connect(&mut host, &format!("127.0.0.1:{port}")), Err(Errno::Acces));
     untouched(&v4);
@@ -96,9 +102,18 @@ fn a_connect_asks_about_its_implicit_bind_first() {
 #[test]
 fn binds_are_unicast_and_of_a_valid_family() {
     let (mut host, log) = logged(|_, _| true);
-    for addr in ["224.0.0.1:0", "[ff02::1]:0", "[::ffff:127.0.0.1]:0", "255.255.255.255:0"] {
+    for addr in [
+        "224.0.0.1:0",
+        "[ff02::1]:0",
+        "[::ffff:127.0.0.1]:0",
+        "255.255.255.255:0",
+    ] {
         let a: SocketAddr = addr.parse().unwrap();
-        assert_eq!(block(host.pins().bind(a.into())).unwrap().err(), Some(Errno::Inval), "{addr}");
+        assert_eq!(
+            block(host.pins().bind(a.into())).unwrap().err(),
+            Some(Errno::Inval),
+            "{addr}"
+        );
     }
     assert!(log.lock().unwrap().is_empty());
 }

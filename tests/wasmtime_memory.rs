@@ -207,7 +207,10 @@ fn shared_memory_runs_on_mm() {
 fn growth_stops_at_an_unaligned_reservation() {
     let creator = PinMemoryCreator::new();
     let mut config = Config::new();
-    config.wasm_custom_page_sizes(true).memory_reservation(10_000).memory_guard_size(65536);
+    config
+        .wasm_custom_page_sizes(true)
+        .memory_reservation(10_000)
+        .memory_guard_size(65536);
     creator.install(&mut config);
     let engine = Engine::new(&config).unwrap();
     let module = Module::new(
@@ -224,10 +227,18 @@ fn growth_stops_at_an_unaligned_reservation() {
     let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
     let size = instance.get_typed_func::<(), i32>(&mut store, "size").unwrap();
     let load = instance.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
-    assert_eq!(grow.call(&mut store, 9_900).unwrap(), 100, "up to the reservation exactly");
+    assert_eq!(
+        grow.call(&mut store, 9_900).unwrap(),
+        100,
+        "up to the reservation exactly"
+    );
     assert_eq!(size.call(&mut store, ()).unwrap(), 10_000);
     for step in [1, 100, 2_288] {
-        assert_eq!(grow.call(&mut store, step).unwrap(), -1, "{step} bytes past the reservation");
+        assert_eq!(
+            grow.call(&mut store, step).unwrap(),
+            -1,
+            "{step} bytes past the reservation"
+        );
     }
     assert_eq!(size.call(&mut store, ()).unwrap(), 10_000);
     assert_eq!(load.call(&mut store, 9_999).unwrap(), 0);

@@ -8,13 +8,13 @@
 //! an instance can name only the pins and grants it was given itself, and a
 //! released handle is never reused for another object.
 
+use crate::handles::HandleOwner;
 use crate::pins::{checksum, PinKind};
 use crate::view::{PinCtxView, PinView};
 use crate::{GuestGrant, GuestPin};
 use runtime_mm::{Errno, GupFlags, Mm, PinMemoryCreator, PinnedPages};
 use std::sync::Arc;
 use wasmtime::component::Resource;
-use crate::handles::HandleOwner;
 use wasmtime::{Caller, Extern, Linker, Result, WasmBacktrace};
 
 /// The import module name.

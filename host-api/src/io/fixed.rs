@@ -95,7 +95,11 @@ impl PinCtxView<'_> {
     /// flight still holds it.
     pub(crate) fn unregister_file(&mut self, slot: Called<u32>) -> Result<(), Errno> {
         let h = handle(slot.value)?;
-        let handles = self.ctx.core.get_mut(&HandleOwner::Component(slot.caller)).ok_or(Errno::BadF)?;
+        let handles = self
+            .ctx
+            .core
+            .get_mut(&HandleOwner::Component(slot.caller))
+            .ok_or(Errno::BadF)?;
         let res = handles.remove::<FixedFile>(h)?;
         self.remove(Kind::File, res).map(drop)
     }

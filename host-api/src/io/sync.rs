@@ -80,9 +80,7 @@ pub(crate) fn add_zero_copy_io<T: 'static>(linker: &mut Linker<T>, get: fn(&mut 
             let v = get(s.data_mut());
             let done = v.ticket_done(&t)?;
             let wait = v.ctx.io.config().sync_wait(Duration::from_millis(ms.into()));
-            Ok((done
-                .wait(wait)
-                .map(|r| r.map_err(Errno::from)),))
+            Ok((done.wait(wait).map(|r| r.map_err(Errno::from)),))
         },
     )?;
     inst.func_wrap(

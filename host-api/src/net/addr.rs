@@ -70,10 +70,21 @@ mod tests {
 
     #[test]
     fn wasis_rules() {
-        for bad in ["0.0.0.0:80", "[::]:80", "127.0.0.1:0", "[::ffff:127.0.0.1]:80", "[::127.0.0.1]:80"] {
+        for bad in [
+            "0.0.0.0:80",
+            "[::]:80",
+            "127.0.0.1:0",
+            "[::ffff:127.0.0.1]:80",
+            "[::127.0.0.1]:80",
+        ] {
             assert_eq!(remote(a(bad)), Err(Errno::Inval), "{bad}");
         }
-        for bad in ["224.0.0.1:80", "255.255.255.255:80", "[ff02::1]:80", "[::ffff:10.0.0.1]:80"] {
+        for bad in [
+            "224.0.0.1:80",
+            "255.255.255.255:80",
+            "[ff02::1]:80",
+            "[::ffff:10.0.0.1]:80",
+        ] {
             assert_eq!(local(a(bad)), Err(Errno::Inval), "{bad}");
             assert_eq!(remote(a(bad)), Err(Errno::Inval), "{bad}");
         }

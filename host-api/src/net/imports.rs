@@ -49,7 +49,10 @@ impl PinCtxView<'_> {
         addr::remote(addr)?;
         // The kernel binds an unbound socket as it connects: asked first, as
         // WASI asks, so a policy that denies every bind denies connects too.
-        self.ctx.net.allow(addr::implicit_bind(addr), SocketAddrUse::TcpBind).await?;
+        self.ctx
+            .net
+            .allow(addr::implicit_bind(addr), SocketAddrUse::TcpBind)
+            .await?;
         self.ctx.net.allow(addr, SocketAddrUse::TcpConnect).await?;
         let s = connect(addr, ms(timeout_ms), mode).await?;
         self.push_stream(s)

@@ -204,7 +204,11 @@ async fn retry<S: AsRawFd, T>(
             let reactor = sock.reactor()?;
             let wait = async {
                 loop {
-                    let ready = if read { reactor.readable().await } else { reactor.writable().await };
+                    let ready = if read {
+                        reactor.readable().await
+                    } else {
+                        reactor.writable().await
+                    };
                     let mut guard = ready.map_err(io_err)?;
                     // `try_io` clears the readiness on "would block" only.
                     match guard.try_io(|s| op(s.get_ref())) {
@@ -253,7 +257,12 @@ impl SocketIo {
                 if into {
                     libc::recv(fd, addr as *mut libc::c_void, len, libc::MSG_DONTWAIT)
                 } else {
-                    libc::send(fd, addr as *const libc::c_void, len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    libc::send(
+                        fd,
+                        addr as *const libc::c_void,
+                        len,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
                 }
             };
             usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
@@ -278,9 +287,18 @@ async fn accept(
 /// socket to become writable and its `SO_ERROR`.
 async fn connect(addr: SocketAddr, timeout: Duration, mode: Mode) -> Result<std::net::TcpStream, Errno> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)
-        .map_err(|e| io_err(e.into()))?;
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_err(e.into()))?;
     let pending = match rustix::net::connect(&fd, &addr) {
         Ok(()) => false,
         Err(rustix::io::Errno::INPROGRESS) => true,
@@ -289,8 +307,12 @@ async fn connect(addr: SocketAddr, timeout: Duration, mode: Mode) -> Result<std:
     let sock = Sock::new(std::net::TcpStream::from(fd));
     if pending {
         // Writable once the handshake ends either way; SO_ERROR says which.
-        retry(&sock, false, timeout.max(Duration::from_millis(1)), mode, |s| {
-            match rustix::net::sockopt::socket_error(s).map_err(std::io::Error::from)? {
+        retry(
+            &sock,
+            false,
+            timeout.max(Duration::from_millis(1)),
+            mode,
+            |s| match rustix::net::sockopt::socket_error(s).map_err(std::io::Error::from)? {
                 Ok(()) => s.peer_addr().map(drop).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotConnected {
                         std::io::ErrorKind::WouldBlock.into()
@@ -299,8 +321,8 @@ async fn connect(addr: SocketAddr, timeout: Duration, mode: Mode) -> Result<std:
                     }
                 }),
                 Err(e) => Err(e.into()),
-            }
-        })
+            },
+        )
         .await?;
     }
     // Hand the bare socket on: its registration (if any) is dropped here, and

@@ -59,7 +59,9 @@ pub(crate) fn add_zero_copy_net<T: 'static>(linker: &mut Linker<T>, get: fn(&mut
             move |mut s: StoreContextMut<'_, T>, (st, buf, off, len, t): Io| {
                 let v = get(s.data_mut());
                 let mode = v.wait_mode(false);
-                let r = v.socket_io(&st, &buf, off, len, into, t).and_then(|io| in_tokio(io.run(mode)));
+                let r = v
+                    .socket_io(&st, &buf, off, len, into, t)
+                    .and_then(|io| in_tokio(io.run(mode)));
                 Ok((r.map_err(Errno::from),))
             },
         )?;
