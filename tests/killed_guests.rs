@@ -129,6 +129,81 @@ fn a_killed_accept_releases_its_listener() {
     });
 }
 
+/// A listener whose accept queue is full (backlog 0, one connection
+/// waiting): a further connect hangs in the handshake, as it would towards
+/// a host that drops SYNs.
+fn saturated_listener() -> (std::net::TcpListener, std::net::TcpStream, SocketAddr) {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    rustix::net::bind(&fd, &SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    rustix::net::listen(&fd, 0).unwrap();
+    let l = std::net::TcpListener::from(fd);
+    let addr = l.local_addr().unwrap();
+    let first = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    (l, first, addr)
+}
+
+#[test]
+fn a_killed_connect_releases_its_socket_and_slot() {
+    rt().block_on(async {
+        let (engine, creator, module) = one_slot();
+        let (_listener, _first, addr) = saturated_listener();
+        let mut store = tenant(&engine, &creator, &module).await.unwrap();
+        {
+            let mut pins = store.data_mut().pins();
+            let connect = pins.connect(addr.into(), u32::MAX);
+            let r = tokio::time::timeout(Duration::from_millis(200), connect).await;
+            assert!(
+                r.is_err(),
+                "the connect did not wait: {:?}",
+                r.map(|r| r.map(|r| r.map(drop)))
+            );
+        }
+        drop(store);
+        slot_comes_back(&engine, &creator, &module, "connect").await;
+    });
+}
+
+#[test]
+fn a_killed_ticket_wait_releases_its_pin_and_slot() {
+    use host_api::bindings::wasm_pin::mm::zero_copy_io::{Host as _, HostIoTicket as _};
+    use wasmtime_wasi::filesystem::{Descriptor, File};
+    use wasmtime_wasi::{FsPerms, OpenMode};
+    rt().block_on(async {
+        let (engine, creator, module) = one_slot();
+        let path = std::env::temp_dir().join(format!("wasm-pin-killed-{}", std::process::id()));
+        std::fs::write(&path, vec![5u8; 8 << 20]).unwrap();
+        let mut store = tenant(&engine, &creator, &module).await.unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let d = File::new(file, FsPerms::ReadWrite, OpenMode::READ, false);
+        let fd = store.data_mut().table.push(Descriptor::File(d)).unwrap();
+        let buf = store
+            .data_mut()
+            .pins()
+            .pin_user_pages(0, 16, GupFlags::WRITE)
+            .unwrap()
+            .unwrap();
+        let mut tickets = Vec::new();
+        for i in 0..64 {
+            let t = store
+                .data_mut()
+                .pins()
+                .submit_read_at(b(&fd), b(&buf), 0, 65536, i << 16)
+                .unwrap();
+            tickets.extend(t.ok());
+        }
+        assert!(!tickets.is_empty());
+        {
+            let mut pins = store.data_mut().pins();
+            let last = tickets.last().unwrap();
+            let _ = tokio::time::timeout(Duration::from_micros(1), pins.wait(b(last), u32::MAX)).await;
+        }
+        drop(store);
+        slot_comes_back(&engine, &creator, &module, "ticket wait").await;
+        std::fs::remove_file(&path).unwrap();
+    });
+}
+
 #[test]
 fn sync_socket_waits_end_at_max_wait() {
     let max_wait = Duration::from_millis(200);

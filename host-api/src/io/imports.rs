@@ -418,7 +418,10 @@ impl HostIoTicket for PinCtxView<'_> {
         timeout_ms: u32,
     ) -> Result<Option<std::result::Result<u32, Errno>>> {
         let done = self.ticket_done(&t)?;
-        let wait = tokio::time::timeout(Duration::from_millis(timeout_ms.into()), done.wait_async());
+        // The timer is made in the ambient tokio runtime, as wasmtime-wasi's
+        // own are, so an embedder's executor need not be tokio's.
+        let ms = Duration::from_millis(timeout_ms.into());
+        let wait = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| tokio::time::timeout(ms, done.wait_async()));
         Ok(wait.await.ok().map(|r| r.map_err(Errno::from)))
     }
 

@@ -141,7 +141,8 @@ fn wait_ready(fd: &impl AsRawFd, events: libc::c_short, deadline: Instant) -> Re
             events,
             revents: 0,
         };
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: a wait never ends before its deadline.
+        let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
         // SAFETY: one valid `pollfd` for the duration of the call.
         match unsafe { libc::poll(&mut p, 1, ms) } {
             n if n > 0 => return Ok(()),
