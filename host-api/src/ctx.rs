@@ -144,8 +144,10 @@ impl PinCtx {
         self.io.backend_kind()
     }
 
-    /// Sets the memory that `stats` and `page-maybe-dma-pinned` answer for
-    /// until the guest's next pin (which finds its own caller's memory).
+    /// Sets the memory that host-side calls of the `gup` traits on a
+    /// [`PinCtxView`](crate::PinCtxView) (tests, an embedder driving the
+    /// host directly) work on until the next guest call resolves its own.
+    /// Guest calls always resolve their caller's memory themselves.
     pub fn attach(&mut self, mm: Arc<Mm>) {
         self.mm = Some(mm);
     }

@@ -36,9 +36,11 @@
 //! memories of every [`PinMemoryCreator`] ([`PinMemoryCreator::find`]). So
 //! each call pins its own caller's memory however the embedder instantiated
 //! (sync, async, `instantiate_pre`, any world, composed components), with no
-//! setup. `stats` and `page-maybe-dma-pinned`, which carry no address, answer
-//! for the memory the store's last pin resolved (or [`PinCtx::attach`]'s).
-//! Core modules are found on every call through their `memory` export.
+//! setup. `stats` and `page-maybe-dma-pinned`, which carry no address, learn
+//! their caller from the lift too (`caller::CallerId`) and answer for that
+//! instance's own memory. Core modules are found on every call through
+//! their `memory` export; their handles belong to the instance (memory and
+//! module), not to whatever memory it exports.
 //!
 //! A synchronous embedding:
 //!
