@@ -4,7 +4,8 @@
 //! A core module's memory is found on every call through its `memory`
 //! export, looked up by base address in the [`PinMemoryCreator`]'s registry
 //! (the base never moves), so any number of instances may share one store.
-//! Each instance has its own handle table (`handles`), keyed by that memory:
+//! Each instance has its own handle table (`handles`), keyed by that memory
+//! and the instance's module (`owner`):
 //! an instance can name only the pins and grants it was given itself, and a
 //! released handle is never reused for another object.
 

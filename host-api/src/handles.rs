@@ -6,7 +6,7 @@
 //! core guest never sees those indices: it sees a handle of this table, so
 //!
 //! - a second instance in the same store cannot name the first one's pins,
-//!   grants or I/O objects (each instance, keyed by its memory, has its own
+//!   grants or I/O objects (each instance, keyed by [`HandleOwner`], has its own
 //!   table; a handle of another table is `badf`);
 //! - a released handle stays dead: its slot's generation moves on, so the
 //!   same integer never names the next object put in that slot (`badf`); a

@@ -12,7 +12,7 @@
 //! # Slots
 //!
 //! A slot is a handle of the calling instance's own table
-//! ([`crate::handles`], keyed by the instance's memory, as the core ABI's
+//! ([`crate::handles`], keyed by the calling instance's identity, as the core ABI's
 //! handles are): another instance of the store cannot name it, a stale slot
 //! (unregistered, even after its index was reused) or a forged one is
 //! `badf`, a slot whose generation would wrap is retired, and `0` is never a
