@@ -246,3 +246,29 @@ fn growth_stops_at_an_unaligned_reservation() {
     let memory = instance.get_memory(&mut store, "memory").unwrap();
     assert_eq!(creator.mm_of_memory(&store, &memory).unwrap().capacity(), 10_000);
 }
+
+/// `find_containing` finds the memory that holds a whole range, by any
+/// address inside it, and nothing for a range that runs past its length or
+/// for host memory.
+#[test]
+fn a_range_finds_the_memory_that_holds_it() {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(&engine, CORE).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    let base = mm.base();
+    let len = mm.len() as usize;
+    let found = |off: usize, n: usize| PinMemoryCreator::find_containing(base.wrapping_add(off), n);
+    assert!(Arc::ptr_eq(&found(0, len).unwrap(), &mm));
+    assert!(Arc::ptr_eq(&found(4097, 100).unwrap(), &mm));
+    assert!(found(len - 1, 2).is_none(), "past the length");
+    assert!(
+        found(len, 0).is_some_and(|m| Arc::ptr_eq(&m, &mm)),
+        "an empty range at the end"
+    );
+    let host = [0u8; 16];
+    assert!(PinMemoryCreator::find_containing(host.as_ptr(), 16).is_none());
+}

@@ -89,6 +89,7 @@ pub mod io;
 pub mod net;
 mod pins;
 mod quotas;
+mod streams;
 mod view;
 
 pub use bindings::wasm_pin::mm::gup::{Errno, GupFlags, MmStats};
@@ -99,6 +100,7 @@ pub use io::{BackendKind, IoConfig, IoCounts};
 pub use net::SocketAddrCheck;
 pub use pins::{fnv1a, GuestGrant, GuestPin, GuestPinVec};
 pub use quotas::{Objects, Quotas};
+pub use streams::add_p3_streams_to_linker;
 pub use view::{HasPin, MmHost, PinCtxView, PinView};
 
 use wasmtime::component::Linker;

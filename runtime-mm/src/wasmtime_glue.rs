@@ -32,7 +32,7 @@
 
 use crate::{MemoryPool, Mm, MmConfig, PoolConfig, PoolError};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use wasmtime::{
@@ -52,7 +52,7 @@ pub struct PinMemoryCreator {
 }
 
 /// Live memories by base address.
-type Registry = Mutex<HashMap<usize, Weak<Mm>>>;
+type Registry = Mutex<BTreeMap<usize, Weak<Mm>>>;
 
 /// Every live wasm memory made by any `PinMemoryCreator`, by base address:
 /// how a component host function, which learns only its caller's memory
@@ -60,7 +60,7 @@ type Registry = Mutex<HashMap<usize, Weak<Mm>>>;
 /// while mapped, and an entry leaves before its memory can be unmapped.
 static ALL: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Default::default);
 
-fn lock(reg: &Registry) -> std::sync::MutexGuard<'_, HashMap<usize, Weak<Mm>>> {
+fn lock(reg: &Registry) -> std::sync::MutexGuard<'_, BTreeMap<usize, Weak<Mm>>> {
     // Every critical section is a single map operation: poisoning carries no
     // broken invariant.
     reg.lock().unwrap_or_else(|p| p.into_inner())
@@ -134,7 +134,7 @@ impl PinMemoryCreator {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             memlock_limit_bytes,
             longterm_chunk_bytes,
-            registry: Arc::new(Mutex::new(HashMap::new())),
+            registry: Arc::new(Mutex::new(BTreeMap::new())),
             created: AtomicUsize::new(0),
             pool,
         })
@@ -229,6 +229,18 @@ impl PinMemoryCreator {
     /// the creator (component imports).
     pub fn find(base: *const u8) -> Option<Arc<Mm>> {
         lock(&ALL).get(&(base as usize)).and_then(Weak::upgrade)
+    }
+
+    /// The live `Mm` whose accessible bytes hold all of `[addr, addr+len)`,
+    /// if any: how a host that is handed a slice of some guest's memory
+    /// (a WASI 0.3 stream read lends the reader's buffer) finds the memory
+    /// to pin it in. `None` for host memory or a memory no creator made.
+    pub fn find_containing(addr: *const u8, len: usize) -> Option<Arc<Mm>> {
+        let addr = addr as usize;
+        let mm = lock(&ALL).range(..=addr).next_back().and_then(|(_, w)| w.upgrade())?;
+        let start = addr - mm.base() as usize;
+        let end = (start as u64).checked_add(len as u64)?;
+        (end <= mm.len()).then_some(mm)
     }
 
     /// The `Mm` behind a core instance's memory (`caller.get_export("memory")`).

@@ -204,6 +204,7 @@ impl PinCtxView<'_> {
             ptr: t.ptr,
             len: t.len,
             offset: at,
+            append: false,
             done: done.clone(),
         };
         let b = self.ctx.io.backend()?;
@@ -263,6 +264,7 @@ impl PinCtxView<'_> {
             ptr: t.ptr,
             len,
             offset: at,
+            append: false,
             done: done.clone(),
         };
         match self.start(t, read, at, &done) {

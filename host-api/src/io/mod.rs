@@ -151,21 +151,24 @@ impl Completion {
         s.result
     }
 
-    /// Resolves when the transfer completes; registering the waker and
-    /// checking the result happen under one lock, so no wake-up is lost.
-    pub(crate) fn wait_async(&self) -> impl std::future::Future<Output = Result<u32, Errno>> + Send + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut s = self.lock();
-            match s.result {
-                Some(r) => Poll::Ready(r),
-                None => {
-                    if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                        s.wakers.push(cx.waker().clone());
-                    }
-                    Poll::Pending
+    /// The outcome, or `Pending` with `cx`'s waker registered: checking the
+    /// result and registering happen under one lock, so no wake-up is lost.
+    pub(crate) fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<Result<u32, Errno>> {
+        let mut s = self.lock();
+        match s.result {
+            Some(r) => Poll::Ready(r),
+            None => {
+                if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.wakers.push(cx.waker().clone());
                 }
+                Poll::Pending
             }
-        })
+        }
+    }
+
+    /// Resolves when the transfer completes.
+    pub(crate) fn wait_async(&self) -> impl std::future::Future<Output = Result<u32, Errno>> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_ready(cx))
     }
 }
 
@@ -186,6 +189,9 @@ pub(crate) struct Op {
     pub ptr: *mut u8,
     pub len: u32,
     pub offset: u64,
+    /// A write at the file's end, atomically (`RWF_APPEND`); `offset` is
+    /// then ignored.
+    pub append: bool,
     pub done: Arc<Completion>,
 }
 
@@ -197,7 +203,11 @@ impl Op {
     /// Performs the transfer on the calling thread (the completion is the
     /// caller's to report).
     pub(crate) fn run(&self) -> Result<u32, Errno> {
-        transfer(&self.fd, self.read, self.ptr, self.len, self.offset)
+        if self.append {
+            append(&self.fd, self.ptr, self.len)
+        } else {
+            transfer(&self.fd, self.read, self.ptr, self.len, self.offset)
+        }
     }
 }
 
@@ -335,6 +345,19 @@ pub(crate) fn transfer(fd: &File, read: bool, ptr: *mut u8, len: u32, offset: u6
             libc::pwrite(fd.as_raw_fd(), ptr.cast(), len as usize, offset)
         }
     };
+    syscall_result(n).map(|n| n as u32)
+}
+
+/// Writes at the file's end on the calling thread, atomically with respect
+/// to other appends (`pwritev2(RWF_APPEND)`, as wasmtime-wasi appends).
+pub(crate) fn append(fd: &File, ptr: *mut u8, len: u32) -> Result<u32, Errno> {
+    let iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len as usize,
+    };
+    // SAFETY: as for `transfer`: a raw range inside a pin the caller holds
+    // for the whole call, never a Rust reference.
+    let n = unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_APPEND) };
     syscall_result(n).map(|n| n as u32)
 }
 

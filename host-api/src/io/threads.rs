@@ -219,6 +219,7 @@ mod tests {
             pages,
             len: 4096,
             offset: 0,
+            append: false,
             done: done.clone(),
         };
         (op, done, mm)

@@ -147,6 +147,10 @@ impl Backend for Uring {
         let fd = types::Fd(op.fd.as_raw_fd());
         let slot = self.fixed.get(&key(&op.pages)).map(|(s, _)| *s);
         let entry = match (op.read, slot) {
+            (false, _) if op.append => opcode::Write::new(fd, op.ptr, op.len)
+                .offset(u64::MAX)
+                .rw_flags(libc::RWF_APPEND)
+                .build(),
             (true, Some(i)) => opcode::ReadFixed::new(fd, op.ptr, op.len, i).offset(op.offset).build(),
             (true, None) => opcode::Read::new(fd, op.ptr, op.len).offset(op.offset).build(),
             (false, Some(i)) => opcode::WriteFixed::new(fd, op.ptr, op.len, i).offset(op.offset).build(),
@@ -309,6 +313,7 @@ mod tests {
                 ptr: pages.as_mut_ptr().unwrap(),
                 len: 4096,
                 offset: 0,
+                append: false,
                 done: done.clone(),
             };
             (ring.submit(op), done)
