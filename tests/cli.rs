@@ -751,3 +751,15 @@ fn p3_commands_get_args_env_and_exit_codes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn p3_command_gets_the_pin_interfaces() {
+    let dir = scratch("p3-gup");
+    program(&dir, "p3_gup.wat", include_str!("programs/p3_gup.wat"));
+    for mode in [&["run"][..], &["run", "--pooled"]] {
+        let out = wasm_pin(&dir, &[mode, &["p3_gup.wat"]].concat(), &[]);
+        // page-size 4096 / 512, and its page not pinned.
+        assert_eq!(code(&out), 8, "{mode:?}: {}", text(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
