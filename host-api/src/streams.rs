@@ -369,7 +369,6 @@ impl<T: 'static> StreamProducer<T> for ReadProducer<T> {
             let Some((mm, len)) = pinnable(addr, len) else {
                 return Poll::Ready(Ok(read_here(x, d)));
             };
-            drop(d);
             if let Err(e) = x.start(store.data_mut(), &mm, addr as usize, len, true) {
                 return Poll::Ready(Ok(x.close(Err(error_code(e)))));
             }
@@ -443,7 +442,6 @@ impl<T: 'static> StreamConsumer<T> for WriteConsumer<T> {
             let Some((mm, len)) = pinnable(addr, len) else {
                 return Poll::Ready(Ok(write_here(x, s)));
             };
-            drop(s);
             if let Err(e) = x.start(store.data_mut(), &mm, addr as usize, len, false) {
                 return Poll::Ready(Ok(x.close(Err(error_code(e)))));
             }
