@@ -2,7 +2,9 @@
 //! wasmtime-wasi's p3, as `wasmtime run` does: an asynchronous store on a
 //! tokio runtime, WASI 0.3 and 0.2 both linked (a 0.3 program may still
 //! import 0.2 interfaces), and the pin imports (`wasm-pin:mm`, whose
-//! interfaces use WASI 0.2 types) beside them.
+//! interfaces use WASI 0.2 types) beside them. The file streams of
+//! `wasi:filesystem/types@0.3.0` are wasm-pin's zero-copy ones
+//! (`host_api::add_p3_streams_to_linker`).
 
 use crate::command::CommandState;
 use crate::options::WasiOptions;
@@ -27,6 +29,9 @@ pub fn run(
     let mut linker = Linker::<CommandState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker).context("failed to link `wasi:cli@0.3.x`")?;
+    // File streams read into and write from the guest's own (pinned)
+    // buffers, with no executor thread blocked.
+    host_api::add_p3_streams_to_linker(&mut linker)?;
     host_api::add_to_linker_async(&mut linker)?;
     let state = CommandState::new(path, args, opts, &guest_args)?;
 
