@@ -1,7 +1,8 @@
 //! Builds the guests from source: every `wat/*.wat` becomes a component of
 //! world `test-guest` (from `../wit`), every `wat-core/*.wat` a core module,
 //! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
-//! `wasm32-wasip1` core module) a `wasi:cli/command` component.
+//! `wasm32-wasip1` core module, which must link `rust-wasi/wasip1-start`) a
+//! `wasi:cli/command` component.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,29 @@ fn encode_wasi_command(core: &[u8], what: &Path) -> Vec<u8> {
         })
         .and_then(|e| e.validate(true).encode())
         .unwrap_or_else(|e| panic!("componentizing {} with the command adapter: {e:?}", what.display()))
+}
+
+/// Warns (at build time, not as a trap at run time) when a WASI command
+/// module lacks the exports `rust-wasi/wasip1-start` gives it: without
+/// `__original_main` libc's constructors may never run (`std::fs` then fails
+/// with ENOTCAPABLE), without `cabi_realloc` the adapter takes pages that
+/// Debian's wasi-libc `malloc` later hands out (a trap at "adapter line
+/// 2857"). See `docs/GUESTS.md`.
+fn check_wasip1_start(core: &[u8], name: &str) {
+    let mut exports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        if let Ok(wasmparser::Payload::ExportSection(s)) = payload {
+            exports.extend(s.into_iter().filter_map(|e| e.ok()).map(|e| e.name));
+        }
+    }
+    for want in ["__original_main", "cabi_realloc"] {
+        if !exports.contains(&want) {
+            println!(
+                "cargo:warning=rust-wasi command {name} exports no `{want}`: depend on wasip1-start \
+                 (`use wasip1_start as _;`) or the SDK, or it may trap or fail std::fs (docs/GUESTS.md)"
+            );
+        }
+    }
 }
 
 /// The WASI command modules `rust/build.sh` built in `rust-wasi/`, by bin
@@ -133,6 +157,7 @@ fn main() {
     table.push_str("];\n\n/// WASI command components (`wasi:cli/command`), by bin name.\npub static WASI_COMMANDS: &[(&str, &[u8])] = &[\n");
     for (name, path) in wasi_commands(&manifest) {
         let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        check_wasip1_start(&core, &name);
         let file = format!("{name}.command.wasm");
         emit(&mut table, &out, &name, &file, &encode_wasi_command(&core, &path));
     }

@@ -6,7 +6,12 @@
 #   module;
 # - rust-wasi/: WASI command programs (bins), wasm32-wasip1 core modules
 #   (Debian ships only the preview1 wasi-libc; `-L` finds crt1-command.o and
-#   -lc there).
+#   -lc there). Every bin links rust-wasi/wasip1-start (directly, or through
+#   wasm-pin-sdk): Debian's wasi-libc (2022-05-10) needs its strong
+#   __original_main (runs libc's constructors: without them std::fs gets
+#   ENOTCAPABLE) and its cabi_realloc export (without it the adapter's pages
+#   are handed out by malloc: a trap at "adapter line 2857"); see
+#   docs/GUESTS.md.
 # The guests crate's build.rs componentizes the results (the WASI commands
 # with wasmtime's preview1 command adapter). Extra arguments go to both
 # cargo builds.

@@ -10,6 +10,7 @@
 //! `--exit N` was given, else 0.
 
 use std::process::exit;
+use wasip1_start as _;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

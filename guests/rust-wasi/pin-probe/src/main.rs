@@ -12,6 +12,7 @@ wit_bindgen::generate!({
 });
 
 use std::alloc::{alloc, dealloc, Layout};
+use wasip1_start as _;
 use wasm_pin::mm::gup;
 
 fn main() {

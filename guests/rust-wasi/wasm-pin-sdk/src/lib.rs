@@ -43,6 +43,21 @@
 //! Build the program as a `wasm32-wasip1` binary and componentize it with
 //! wasmtime's preview1 *command* adapter (`guests/rust/build.sh` does both);
 //! `wasm-pin run prog.wasm --dir DATA FILE` runs it.
+//!
+//! # Ordinary `std` code beside it
+//!
+//! The program may use `std::fs`, large heap buffers, the clock and the rest
+//! of `std` as usual: the SDK links `wasip1-start` (`guests/rust-wasi/`),
+//! which on `wasm32-wasip1` defines a strong `__original_main` (running
+//! libc's constructors, then `main`, then the destructors) and exports
+//! `cabi_realloc` on the program's allocator. Without them, on Debian's
+//! wasi-libc (2022-05-10) through the command adapter, `std::fs` failed with
+//! `ENOTCAPABLE` (libc's preopen table was never filled: wit-bindgen's
+//! runtime references `__wasm_call_ctors`, so `wasm-ld` dropped the
+//! constructor-calling export wrappers this libc's `_start` relies on), and a
+//! large allocation followed by a WASI call trapped in the adapter (libc's
+//! `malloc` handed out the adapter's `State` page). Upstream wasi-libc fixed
+//! both (#328, #377/#394); `docs/GUESTS.md` has the details.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -66,6 +81,9 @@ mod bindings {
 
 mod buf;
 mod file;
+
+// Linked for its start-up symbols only (see "Ordinary `std` code beside it").
+use wasip1_start as _;
 
 pub use buf::PinnedBuf;
 pub use file::{File, RegisteredFile, Ticket};

@@ -1,0 +1,118 @@
+//! Issue 20.3: ordinary programs on the Rust guest route (a `wasm32-wasip1`
+//! core module from Debian's rustc-web and wasi-libc, componentized with
+//! wasmtime 48.0.8's preview1 command adapter) run under wasmtime-wasi p2
+//! beside the pin imports:
+//!
+//! - `std-fs-probe` links the SDK: a zero-copy read into a `PinnedBuf`, then
+//!   `std::fs` on a preopened directory through a 1 MiB buffer (this failed
+//!   with ENOTCAPABLE, os error 76, while libc's constructors never ran);
+//! - `std-fs-read` is std only: a 256 KiB allocation, a clock call, then
+//!   `std::fs` reads through 256 KiB and 1 MiB buffers (this trapped at
+//!   "adapter line 2857" while the program exported no `cabi_realloc`).
+//!
+//! Both link `guests/rust-wasi/wasip1-start`; `docs/GUESTS.md` has the causes.
+//! Each prints byte counts and FNV-1a 64 checksums, compared with the host's.
+
+#[path = "support/wasi_state.rs"]
+mod wasi_state;
+
+use host_api::PinCtx;
+use runtime_mm::PinMemoryCreator;
+use std::path::{Path, PathBuf};
+use wasi_state::State;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::bindings::sync::Command;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+/// The WASI command `name` of `guests/rust-wasi/`, or `None` (a skip, with
+/// a note) if `guests/rust/build.sh` has not built it; CI always builds it.
+fn guest(name: &str) -> Option<&'static [u8]> {
+    let bytes = wasm_pin_guests::wasi_command(name);
+    if bytes.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must build the {name} guest (guests/rust/build.sh)"
+        );
+        println!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
+    }
+    bytes
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wasm-pin-route-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `len` bytes no two nearby pages of which are alike.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The line a guest prints for `bytes`: `<what> bytes=<n> fnv=<hex>`.
+fn line(what: &str, bytes: &[u8]) -> String {
+    format!("{what} bytes={} fnv={:016x}", bytes.len(), fnv1a(bytes))
+}
+
+/// Runs the command `bytes` with `args` in a sync store (p2 and the pin
+/// imports in one linker), `dir` preopened as `/data` (read-only); returns
+/// whether `run` succeeded, and its stdout.
+fn run(bytes: &[u8], dir: &Path, args: &[&str]) -> (Result<(), ()>, String) {
+    let creator = PinMemoryCreator::new();
+    let mut config = Config::new();
+    creator.install(&mut config);
+    let engine = Engine::new(&config).unwrap();
+    let component = Component::new(&engine, bytes).unwrap();
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    host_api::add_to_linker_sync(&mut linker).unwrap();
+
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let mut wasi = WasiCtx::builder();
+    wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly).unwrap();
+    wasi.args(args).stdout(stdout.clone()).inherit_stderr();
+    let mut store = Store::new(&engine, State::new(wasi.build(), PinCtx::default()));
+    let cmd = Command::instantiate(&mut store, &component, &linker).unwrap();
+    let result = cmd.wasi_cli_run().call_run(&mut store).unwrap();
+    drop(store);
+    (result, String::from_utf8(stdout.contents().to_vec()).unwrap())
+}
+
+/// A program that links the SDK reads with pinned buffers and with
+/// `std::fs` (1 MiB buffers, a clock call after the allocation).
+#[test]
+fn an_sdk_program_also_reads_with_std_fs() {
+    let Some(bytes) = guest("std-fs-probe") else { return };
+    let dir = scratch("probe");
+    let input = pattern((3 << 20) + 4321);
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let (result, out) = run(bytes, &dir, &["std-fs-probe", "/data/input.bin"]);
+    assert_eq!(result, Ok(()), "stdout: {out}");
+    let want = [line("pinned", &input[..64 << 10]), line("std", &input)];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+/// A std-only program (no SDK) allocates 256 KiB, reads the clock and reads
+/// a file through 256 KiB and 1 MiB buffers.
+#[test]
+fn a_std_only_program_reads_through_large_buffers() {
+    let Some(bytes) = guest("std-fs-read") else { return };
+    let dir = scratch("std");
+    let input = pattern((5 << 20) + 777);
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    let (result, out) = run(bytes, &dir, &["std-fs-read", "/data/input.bin"]);
+    assert_eq!(result, Ok(()), "stdout: {out}");
+    let want = [line("read256k", &input), line("read1m", &input)];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
