@@ -2,7 +2,9 @@
 //! world `test-guest` (from `../wit`), every `wat-core/*.wat` a core module,
 //! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
 //! `wasm32-wasip1` core module, which must link `rust-wasi/wasip1-start`) a
-//! `wasi:cli/command` component.
+//! `wasi:cli/command` component; every WASI 0.3 command it built in
+//! `rust-p3/` (a `wasm32-unknown-unknown` cdylib) a component with no
+//! adapter.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,51 @@ fn wasi_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
     bins
 }
 
+/// Copies WASI 0.3.0's WIT (wasmtime-wasi's `src/p3/wit/deps`, beside the
+/// `src/p2/wit/deps` the host build uses) into `rust-p3/wit/deps`
+/// (git-ignored), where the WASI 0.3 guests' `wit-bindgen` finds it. Only
+/// changed files are rewritten.
+fn wasi_p3_wit_deps(manifest: &Path) {
+    let p2 = wasmtime_wasi_wit_deps(&manifest.join(".."));
+    let src = p2.join("../../../p3/wit/deps");
+    let dst = manifest.join("rust-p3/wit/deps");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "wit") {
+            let text = std::fs::read(&path).unwrap();
+            let target = dst.join(path.file_name().unwrap());
+            if std::fs::read(&target).ok().as_deref() != Some(&text[..]) {
+                std::fs::write(&target, text).unwrap();
+            }
+        }
+    }
+    println!("cargo:rerun-if-changed={}", src.display());
+}
+
+/// The WASI 0.3 command modules (`wasm32-unknown-unknown` cdylibs) that
+/// `rust/build.sh` built in `rust-p3/`, by crate name (`p3_read.wasm` is
+/// `p3-read`); none if it has not run.
+fn wasi_p3_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
+    let release = manifest.join("rust-p3/target/wasm32-unknown-unknown/release");
+    let watch = if release.is_dir() {
+        release.clone()
+    } else {
+        manifest.join("rust-p3")
+    };
+    println!("cargo:rerun-if-changed={}", watch.display());
+    let Ok(dir) = std::fs::read_dir(&release) else {
+        return Vec::new();
+    };
+    let mut libs: Vec<_> = dir
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "wasm"))
+        .map(|p| (stem(&p).replace('_', "-"), p))
+        .collect();
+    libs.sort();
+    libs
+}
+
 /// Writes `bytes` to `OUT_DIR/file` and adds a `(name, bytes)` row to `table`.
 fn emit(table: &mut String, out: &Path, name: &str, file: &str, bytes: &[u8]) {
     let dst = out.join(file);
@@ -118,6 +165,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     wasi_wit_deps(&manifest.join(".."));
+    wasi_p3_wit_deps(&manifest);
     let wit = manifest.join("../wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     println!("cargo:rerun-if-changed=../build-support/wasi_wit.rs");
@@ -160,6 +208,14 @@ fn main() {
         check_wasip1_start(&core, &name);
         let file = format!("{name}.command.wasm");
         emit(&mut table, &out, &name, &file, &encode_wasi_command(&core, &path));
+    }
+    table.push_str("];\n\n/// WASI 0.3 command components (`wasi:cli/run@0.3.0`), by crate name.\npub static WASI_P3_COMMANDS: &[(&str, &[u8])] = &[\n");
+    for (name, path) in wasi_p3_commands(&manifest) {
+        // wit-bindgen embedded the component type; no adapter: the module
+        // imports nothing of preview1.
+        let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = format!("{name}.p3.wasm");
+        emit(&mut table, &out, &name, &file, &encode(&core, &path));
     }
     table.push_str("];\n\n/// Core-module guests (`add_to_core_linker` ABI), by file stem.\npub static CORE_MODULES: &[(&str, &[u8])] = &[\n");
     for path in wat_files(&manifest.join("wat-core")) {

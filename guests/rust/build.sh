@@ -12,9 +12,13 @@
 #   ENOTCAPABLE) and its cabi_realloc export (without it the adapter's pages
 #   are handed out by malloc: a trap at "adapter line 2857"); see
 #   docs/GUESTS.md.
+# - rust-p3/: WASI 0.3 command programs (cdylibs exporting
+#   wasi:cli/run@0.3.0), wasm32-unknown-unknown core modules built with
+#   wit-bindgen's async support against WASI 0.3.0's WIT from wasmtime-wasi
+#   (which the host build copies into rust-p3/wit/deps).
 # The guests crate's build.rs componentizes the results (the WASI commands
-# with wasmtime's preview1 command adapter). Extra arguments go to both
-# cargo builds.
+# with wasmtime's preview1 command adapter, the WASI 0.3 commands with no
+# adapter). Extra arguments go to every cargo build.
 set -euo pipefail
 cd "$(dirname "$0")"
 pkgs=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-22 wasi-libc)
@@ -32,8 +36,9 @@ web_cargo() {
         RUSTFLAGS="$rustflags" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
         /usr/bin/cargo "$@"
 }
-# The guests read ../../wit, whose WASI dependencies (wit/deps) the host
-# build takes from the wasmtime-wasi crate: make sure they are there.
+# The guests read ../../wit and ../rust-p3/wit, whose WASI dependencies
+# (wit/deps) the host build takes from the wasmtime-wasi crate: make sure
+# they are there.
 (cd ../.. && cargo build -q -p wasm-pin-guests)
 web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
 ls -l target/wasm32-unknown-unknown/release/checksum_guest.wasm
@@ -42,3 +47,7 @@ cd ../rust-wasi
 web_cargo "-L /usr/lib/wasm32-wasi" \
     build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort "$@"
 ls -l target/wasm32-wasip1/release/*.wasm
+
+cd ../rust-p3
+web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
+ls -l target/wasm32-unknown-unknown/release/*.wasm

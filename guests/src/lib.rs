@@ -1,7 +1,8 @@
 //! Guest programs for wasm-pin, built from source by `build.rs`: WAT guests
 //! componentized against `wit/` (world `guest`), core-module guests for the
 //! integer ABI and, once `rust/build.sh` has built them, Rust WASI command
-//! components (`rust-wasi/`). No `.wasm` is committed.
+//! components (`rust-wasi/`, WASI 0.2 through the preview1 adapter) and Rust
+//! WASI 0.3 command components (`rust-p3/`). No `.wasm` is committed.
 #![warn(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -22,4 +23,12 @@ pub fn core_module(name: &str) -> Option<&'static [u8]> {
 /// not built it.
 pub fn wasi_command(name: &str) -> Option<&'static [u8]> {
     WASI_COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// The WASI 0.3 command component (exports `wasi:cli/run@0.3.0`; run it on
+/// wasmtime-wasi's p3 through `wasmtime_wasi::p3::bindings::Command` or with
+/// `wasm-pin run`) built from the crate `<name>` of `rust-p3/`; `None` if
+/// `rust/build.sh` has not built it.
+pub fn wasi_p3_command(name: &str) -> Option<&'static [u8]> {
+    WASI_P3_COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
