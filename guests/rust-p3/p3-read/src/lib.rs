@@ -10,6 +10,9 @@
 //!   folds every byte into an FNV-1a 64 checksum, then awaits the stream's
 //!   result future. Prints `bytes=<n> fnv=<16 hex digits>` on stdout and
 //!   `reads=<r> largest=<m>` (the largest single read) on stderr.
+//! - `cancel`: as `read`, but polls each read once and cancels it if it is
+//!   not done then, keeping what the cancel reports as read; adds
+//!   `cancels=<c> cancelled=<k>` (cancels that read nothing) on stderr.
 //! - `write`: creates (or truncates) PATH and writes TOTAL bytes of
 //!   [`pattern`] to it with `write-via-stream(_, 0)`, in BUFFER-SIZE chunks,
 //!   then awaits the result. Prints `bytes=<n>`.
@@ -80,7 +83,7 @@ async fn print(stderr: bool, text: String) {
 
 /// Runs the command; returns its stdout and, maybe, a line for stderr.
 async fn command(args: &[String]) -> Result<(String, Option<String>), String> {
-    let usage = || "usage: p3-read PATH BUFFER-SIZE read|write|append [TOTAL]".to_string();
+    let usage = || "usage: p3-read PATH BUFFER-SIZE read|cancel|write|append [TOTAL]".to_string();
     let (path, size, mode) = match args {
         [_, path, size, mode, ..] => (path, size, mode),
         _ => return Err(usage()),
@@ -94,13 +97,16 @@ async fn command(args: &[String]) -> Result<(String, Option<String>), String> {
         t.parse().map_err(|_| format!("bad total {t:?}"))
     };
     match mode.as_str() {
-        "read" => {
+        "read" | "cancel" => {
             let file = open(path, OpenFlags::empty(), DescriptorFlags::READ).await?;
-            let r = read(&file, n).await.map_err(|e| format!("reading {path}: {e:?}"))?;
-            Ok((
-                format!("bytes={} fnv={:016x}\n", r.bytes, r.fnv),
-                Some(format!("reads={} largest={}\n", r.reads, r.largest)),
-            ))
+            let r = read(&file, n, mode == "cancel")
+                .await
+                .map_err(|e| format!("reading {path}: {e:?}"))?;
+            let mut err = format!("reads={} largest={}", r.reads, r.largest);
+            if mode == "cancel" {
+                err += &format!(" cancels={} cancelled={}", r.cancels, r.cancelled);
+            }
+            Ok((format!("bytes={} fnv={:016x}\n", r.bytes, r.fnv), Some(err + "\n")))
         }
         "write" | "append" => {
             let append = mode == "append";
@@ -151,19 +157,45 @@ struct Read {
     fnv: u64,
     reads: u64,
     largest: usize,
+    /// Reads cancelled (`cancel` mode), and of those, how many the host
+    /// reported cancelled with nothing read.
+    cancels: u64,
+    cancelled: u64,
 }
 
-/// Reads all of `file` through its stream, `n` bytes lent per read.
-async fn read(file: &Descriptor, n: usize) -> Result<Read, ErrorCode> {
+/// Reads all of `file` through its stream, `n` bytes lent per read. With
+/// `cancel`, each read is polled once and, if the host has not finished it
+/// then, cancelled (`stream.cancel-read`): what the cancel reports as read
+/// is kept, and the next read goes on from there.
+async fn read(file: &Descriptor, n: usize, cancel: bool) -> Result<Read, ErrorCode> {
     let (mut rx, result) = file.read_via_stream(0);
     let mut r = Read {
         bytes: 0,
         fnv: FNV_OFFSET,
         reads: 0,
         largest: 0,
+        cancels: 0,
+        cancelled: 0,
     };
     loop {
-        let (status, buf) = rx.read(Vec::with_capacity(n)).await;
+        let (status, buf) = if cancel {
+            let mut read = std::pin::pin!(rx.read(Vec::with_capacity(n)));
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))).await;
+            match first {
+                std::task::Poll::Ready(done) => done,
+                std::task::Poll::Pending => {
+                    r.cancels += 1;
+                    let (status, buf) = read.as_mut().cancel();
+                    if matches!(status, StreamResult::Cancelled) {
+                        r.cancelled += 1;
+                        continue;
+                    }
+                    (status, buf)
+                }
+            }
+        } else {
+            rx.read(Vec::with_capacity(n)).await
+        };
         if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
             std::hint::black_box((*first, *last));
             r.reads += 1;
