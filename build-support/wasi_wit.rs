@@ -42,21 +42,34 @@ fn wasmtime_wasi_wit_deps(workspace: &std::path::Path) -> std::path::PathBuf {
     std::path::Path::new(manifest).with_file_name("src/p2/wit/deps")
 }
 
-/// Fills `<workspace>/wit/deps` with WASI's WIT packages (rewriting only
-/// files that changed, so dependents are not rebuilt needlessly).
+/// Fills `<workspace>/wit/deps` with WASI 0.2's WIT packages
+/// (`src/p2/wit/deps`), and `<workspace>/wit/p3/deps` (the WASI 0.3
+/// interfaces, `wit/p3`) with those, WASI 0.3's (`src/p3/wit/deps`, as
+/// `p3-<name>.wit`: one file per package) and `wasm-pin:mm` itself (`mm/`).
+/// Rewrites only files that changed, so dependents are not rebuilt
+/// needlessly.
 fn wasi_wit_deps(workspace: &std::path::Path) {
-    let src = wasmtime_wasi_wit_deps(workspace);
-    let dst = workspace.join("wit/deps");
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+    let p2 = wasmtime_wasi_wit_deps(workspace);
+    let p3 = p2.join("../../../p3/wit/deps");
+    let wit = workspace.join("wit");
+    copy_wit_files(&p2, &wit.join("deps"), "");
+    copy_wit_files(&p2, &wit.join("p3/deps"), "");
+    copy_wit_files(&p3, &wit.join("p3/deps"), "p3-");
+    copy_wit_files(&wit, &wit.join("p3/deps/mm"), "");
+}
+
+fn copy_wit_files(src: &std::path::Path, dst: &std::path::Path, prefix: &str) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "wit") {
             let text = std::fs::read(&path).unwrap();
-            let target = dst.join(path.file_name().unwrap());
+            let name = format!("{prefix}{}", path.file_name().unwrap().to_str().unwrap());
+            let target = dst.join(&name);
             if std::fs::read(&target).ok().as_deref() != Some(&text[..]) {
                 // Write-then-rename: two build scripts may do this at once,
                 // and a reader must never see half a file.
-                let tmp = dst.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap().to_str().unwrap()));
+                let tmp = dst.join(format!(".{}.{name}", std::process::id()));
                 std::fs::write(&tmp, text).unwrap();
                 std::fs::rename(&tmp, &target).unwrap();
             }

@@ -46,13 +46,17 @@ impl PinView for State {
 }
 
 fn guest() -> Option<&'static [u8]> {
-    let bytes = wasm_pin_guests::wasi_p3_command("p3-read");
+    p3_guest("p3-read")
+}
+
+fn p3_guest(name: &str) -> Option<&'static [u8]> {
+    let bytes = wasm_pin_guests::wasi_p3_command(name);
     if bytes.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must build the p3-read guest (guests/rust/build.sh)"
+            "CI must build the {name} guest (guests/rust/build.sh)"
         );
-        println!("skipped: the p3-read guest is not built (run guests/rust/build.sh)");
+        println!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
     }
     bytes
 }
@@ -85,6 +89,7 @@ fn setup(creator: &Arc<PinMemoryCreator>) -> (Engine, Linker<State>) {
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p3::add_to_linker(&mut linker).unwrap();
     host_api::add_p3_streams_to_linker(&mut linker).unwrap();
+    host_api::add_to_linker_async(&mut linker).unwrap();
     (engine, linker)
 }
 
@@ -98,7 +103,16 @@ struct Ran {
 
 /// Runs `p3-read args` with `dir` as `/data` on `backend`, on `rt`.
 fn run(rt: &tokio::runtime::Runtime, backend: BackendKind, dir: &Path, args: &[&str]) -> Option<Ran> {
-    let bytes = guest()?;
+    run_guest(guest()?, rt, backend, dir, args)
+}
+
+fn run_guest(
+    bytes: &[u8],
+    rt: &tokio::runtime::Runtime,
+    backend: BackendKind,
+    dir: &Path,
+    args: &[&str],
+) -> Option<Ran> {
     let creator = PinMemoryCreator::new();
     let (engine, linker) = setup(&creator);
     let component = Component::new(&engine, bytes).unwrap();
@@ -254,6 +268,42 @@ fn cancelled_reads_lose_and_repeat_nothing() {
         assert_eq!(ran.memory.stats().pins_outstanding(), 0);
         println!("{backend:?}: {}", ran.stderr.trim_end());
     }
+}
+
+/// #21.2: a WASI 0.3 program chooses `O_DIRECT` and explicit transfers
+/// (`wasm-pin:p3/one-call-io`, `wit/p3`) on its `wasi:filesystem@0.3.0`
+/// descriptors as a 0.2 program does: `open-direct` (where the filesystem
+/// allows it), 1 MiB `read-into`s into its own aligned buffer, a misaligned
+/// direct read refused with `inval`, and a registered slot.
+#[test]
+fn a_p3_program_chooses_direct_io_and_explicit_transfers() {
+    let Some(bytes) = p3_guest("p3-direct") else { return };
+    // Beside the build, not in /tmp: tmpfs refuses O_DIRECT.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("p3-direct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = pattern((3 << 20) + 8192);
+    std::fs::write(dir.join("in.bin"), &input).unwrap();
+    let rt = rt();
+    let ran = run_guest(bytes, &rt, BackendKind::Auto, &dir, &["p3-direct", "in.bin"]).unwrap();
+    assert!(ran.ok, "{}", ran.stderr);
+    let direct = ran.stdout.split_whitespace().next().unwrap();
+    let (expect_direct, misaligned) = if direct == "direct=yes" {
+        ("direct=yes", "inval")
+    } else {
+        println!("O_DIRECT is refused here: {direct}");
+        assert_eq!(direct, "direct=opnotsupp");
+        ("direct=opnotsupp", "-")
+    };
+    assert_eq!(
+        ran.stdout,
+        format!(
+            "{expect_direct} bytes={} fnv={:016x} misaligned={misaligned} fixed=4096\n",
+            input.len(),
+            fnv1a(&input)
+        )
+    );
+    assert_eq!(ran.memory.stats().pins_outstanding(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Writes and appends go from the guest's buffers to the file on the

@@ -120,7 +120,7 @@ pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Resul
     PinMemoryCreator::check_allocator(linker.engine())?;
     component::add_gup(linker, T::pins)?;
     io::sync::add_zero_copy_io(linker, T::pins)?;
-    io::one_call::add_one_call_io(linker, T::pins, false)?;
+    io::one_call::add_one_call_io(linker, T::pins, false, io::one_call::OneCall::P2)?;
     net::sync::add_zero_copy_net(linker, T::pins)
 }
 
@@ -136,6 +136,8 @@ pub fn add_to_linker_async<T: PinView + 'static>(linker: &mut Linker<T>) -> Resu
     PinMemoryCreator::check_allocator(linker.engine())?;
     component::add_gup(linker, T::pins)?;
     zero_copy_io::add_to_linker::<T, HasPin>(linker, T::pins)?;
-    io::one_call::add_one_call_io(linker, T::pins, true)?;
+    io::one_call::add_one_call_io(linker, T::pins, true, io::one_call::OneCall::P2)?;
+    // WASI 0.3 programs, which run only in async stores.
+    io::one_call::add_one_call_io(linker, T::pins, true, io::one_call::OneCall::P3)?;
     zero_copy_net::add_to_linker::<T, HasPin>(linker, T::pins)
 }

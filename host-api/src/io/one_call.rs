@@ -27,7 +27,7 @@ use crate::view::PinCtxView;
 use runtime_mm::{gup, Errno as E, GupFlags, Mm, PinnedPages};
 use std::fs::File;
 use std::sync::Arc;
-use wasmtime::component::{ComponentType, Lift, Linker, Resource};
+use wasmtime::component::{ComponentType, Lift, Linker, LinkerInstance, Resource};
 use wasmtime::{Result, StoreContextMut};
 use wasmtime_wasi::filesystem::Descriptor;
 
@@ -149,19 +149,19 @@ impl PinCtxView<'_> {
 type Args = (Target, Addr, u32, u64);
 
 /// Registers the transfers of one file argument type `F` (a descriptor
-/// borrow or a slot) under `names` (sync read, sync write, submit read,
-/// submit write).
+/// borrow or a slot): `sync` (read, write) and, for WASI 0.2's interface,
+/// `submit` (read, write).
 fn add_transfers<T: Send + 'static, F>(
-    linker: &mut Linker<T>,
+    inst: &mut LinkerInstance<'_, T>,
     get: fn(&mut T) -> PinCtxView<'_>,
     async_store: bool,
-    names: [&str; 4],
+    sync: [&str; 2],
+    submit: Option<[&str; 2]>,
 ) -> Result<()>
 where
     F: ComponentType + Lift + Into<Target> + Send + Sync + 'static,
 {
-    let mut inst = linker.instance("wasm-pin:mm/one-call-io@0.1.0")?;
-    for (name, read) in [(names[0], true), (names[1], false)] {
+    for (name, read) in [(sync[0], true), (sync[1], false)] {
         if async_store {
             inst.func_wrap_async(
                 name,
@@ -187,7 +187,7 @@ where
             )?;
         }
     }
-    for (name, read) in [(names[2], true), (names[3], false)] {
+    for (name, read) in submit.into_iter().flat_map(|[r, w]| [(r, true), (w, false)]) {
         inst.func_wrap(
             name,
             move |mut s: StoreContextMut<'_, T>, (f, addr, len, at): (F, Addr, u32, u64)| {
@@ -200,31 +200,44 @@ where
     Ok(())
 }
 
-/// Registers `one-call-io` for a synchronous store (`async_store: false`)
-/// or an asynchronous one.
+/// Which interface [`add_one_call_io`] registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OneCall {
+    /// `one-call-io` on WASI 0.2 descriptors, with the ticketed forms.
+    P2,
+    /// `wasm-pin:p3/one-call-io` on WASI 0.3 descriptors: the synchronous forms and
+    /// `open-direct` (the same host descriptors).
+    P3,
+}
+
+/// Registers `one-call-io` (or `wasm-pin:p3/one-call-io`, `wit/p3`) for a synchronous store
+/// (`async_store: false`) or an asynchronous one.
 pub(crate) fn add_one_call_io<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> PinCtxView<'_>,
     async_store: bool,
+    which: OneCall,
 ) -> Result<()> {
+    let p2 = which == OneCall::P2;
+    let mut inst = linker.instance(if p2 {
+        "wasm-pin:mm/one-call-io@0.1.0"
+    } else {
+        "wasm-pin:p3/one-call-io@0.1.0"
+    })?;
     add_transfers::<T, Resource<Descriptor>>(
-        linker,
+        &mut inst,
         get,
         async_store,
-        ["read-into", "write-from", "submit-read-into", "submit-write-from"],
+        ["read-into", "write-from"],
+        p2.then_some(["submit-read-into", "submit-write-from"]),
     )?;
     add_transfers::<T, u32>(
-        linker,
+        &mut inst,
         get,
         async_store,
-        [
-            "read-into-fixed",
-            "write-from-fixed",
-            "submit-read-into-fixed",
-            "submit-write-from-fixed",
-        ],
+        ["read-into-fixed", "write-from-fixed"],
+        p2.then_some(["submit-read-into-fixed", "submit-write-from-fixed"]),
     )?;
-    let mut inst = linker.instance("wasm-pin:mm/one-call-io@0.1.0")?;
     inst.func_wrap(
         "register-file",
         move |mut s: StoreContextMut<'_, T>, (fd,): (Called<Resource<Descriptor>>,)| {
@@ -237,5 +250,17 @@ pub(crate) fn add_one_call_io<T: Send + 'static>(
             Ok((get(s.data_mut()).unregister_file(slot).map_err(Errno::from),))
         },
     )?;
+    if !p2 {
+        // WASI 0.2 programs find these in `zero-copy-io`.
+        inst.func_wrap(
+            "open-direct",
+            move |mut s: StoreContextMut<'_, T>, (fd,): (Resource<Descriptor>,)| {
+                Ok((get(s.data_mut()).open_direct(&fd).map_err(Errno::from),))
+            },
+        )?;
+        inst.func_wrap("direct-alignment", move |_: StoreContextMut<'_, T>, (): ()| {
+            Ok((direct::ALIGN,))
+        })?;
+    }
     Ok(())
 }
