@@ -131,6 +131,11 @@ pub fn add_to_linker_sync<T: PinView + 'static>(linker: &mut Linker<T>) -> Resul
 /// (or a blocking thread) and completes a future the store awaits; it works
 /// on a current-thread tokio runtime. Fails on an engine with wasmtime's
 /// pooling allocator, as [`add_to_linker_sync`] does.
+///
+/// It also adds `wasm-pin:p3/one-call-io` (`wit/p3`), the same one-call
+/// transfers and `open-direct` on `wasi:filesystem@0.3.0` descriptors, for
+/// WASI 0.3 programs (which run only in async stores); see also
+/// [`add_p3_streams_to_linker`].
 pub fn add_to_linker_async<T: PinView + 'static>(linker: &mut Linker<T>) -> Result<()> {
     use bindings::wasm_pin::mm::{zero_copy_io, zero_copy_net};
     PinMemoryCreator::check_allocator(linker.engine())?;
