@@ -42,6 +42,15 @@
 //! fall back to a synchronous read of at most 64 KiB into the buffer
 //! wasmtime hands over (what wasmtime-wasi's blocking mode does).
 //!
+//! **TCP streams are not served here**: wasmtime-wasi 48's p3 `tcp-socket`
+//! (`wasmtime_wasi::sockets::TcpSocket`, `src/sockets/tcp.rs`) keeps its OS
+//! socket private: `as_fd` is a private method, `TcpState` a private enum,
+//! `take_send_stream`/`take_receive_stream` are `pub(crate)`, and the type
+//! implements no `AsFd`. A host crate can neither `recv` into the buffer a
+//! p3 `receive` stream lends nor `send` from a `send` stream's, so p3
+//! `send`/`receive` stay wasmtime-wasi's; zero-copy TCP is
+//! `wasm-pin:mm/zero-copy-net`.
+//!
 //! Semantics are wasmtime-wasi's: reads start at the given offset and
 //! advance, end of file ends the stream with `ok` on the result future,
 //! errors end it with the error code there; a directory is `is-directory`;
