@@ -6,44 +6,24 @@
 //! land, no pin outlives its transfer, another task runs while a 256 MiB
 //! file streams in, and a store dropped mid-stream leaves nothing behind.
 
-use host_api::{BackendKind, IoConfig, IoCounts, PinCtx, PinCtxView, PinView};
+use host_api::{BackendKind, IoConfig, IoCounts, PinCtx};
 use runtime_mm::{Mm, PinMemoryCreator, PoolConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p3::bindings::Command;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/wasi_state.rs"]
+mod wasi_state;
 
-struct State {
-    wasi: WasiCtx,
-    pins: PinCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl PinView for State {
-    fn pins(&mut self) -> PinCtxView<'_> {
-        PinCtxView {
-            ctx: &mut self.pins,
-            table: &mut self.table,
-        }
-    }
-}
+use wasi_state::State;
 
 fn guest() -> Option<&'static [u8]> {
     p3_guest("p3-read")
@@ -124,11 +104,7 @@ fn run_guest(
         backend,
         ..IoConfig::default()
     };
-    let state = State {
-        wasi: wasi.build(),
-        pins: PinCtx::default().with_io(io),
-        table: ResourceTable::new(),
-    };
+    let state = State::new(wasi.build(), PinCtx::default().with_io(io));
     let (ok, counts, memory) = rt.block_on(async {
         let mut store = Store::new(&engine, state);
         let (command, mms) = creator.capture(|| {
@@ -405,11 +381,7 @@ fn a_store_dropped_mid_stream_leaves_nothing_behind() {
         let mut wasi = WasiCtx::builder();
         wasi.preopened_dir(&dir, "/data", FsPerms::ReadWrite).unwrap();
         wasi.args(args);
-        State {
-            wasi: wasi.build(),
-            pins: PinCtx::default(),
-            table: ResourceTable::new(),
-        }
+        State::new(wasi.build(), PinCtx::default())
     };
     rt.block_on(async {
         let mut store = Store::new(&engine, tenant(&["p3-read", "/data/big.bin", "1048576", "read"]));

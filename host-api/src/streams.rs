@@ -281,9 +281,22 @@ impl<T> Transfer<T> {
         Ok(())
     }
 
-    /// `Pending`, with the waker registered for the transfer just started
-    /// (woken at once if it is done already).
-    fn wake_when_done<R>(&self, cx: &mut Context<'_>) -> Poll<R> {
+    /// [`start`](Self::start)s the transfer, then answers `Pending` with the
+    /// waker registered (woken at once if the transfer is done already): the
+    /// `Destination`/`Source` of this poll went to find the buffer, so the
+    /// outcome is the next poll's. A refused start ends the stream.
+    fn launch(
+        &mut self,
+        cx: &mut Context<'_>,
+        store: &mut T,
+        mm: &Arc<Mm>,
+        addr: usize,
+        len: usize,
+        read: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        if let Err(e) = self.start(store, mm, addr, len, read) {
+            return Poll::Ready(Ok(self.close(Err(error_code(e)))));
+        }
         let f = self.in_flight.as_ref().expect("a transfer is in flight");
         if f.done.poll_ready(cx).is_ready() {
             cx.waker().wake_by_ref();
@@ -378,22 +391,15 @@ impl<T: 'static> StreamProducer<T> for ReadProducer<T> {
             let Some((mm, len)) = pinnable(addr, len) else {
                 return Poll::Ready(Ok(read_here(x, d)));
             };
-            if let Err(e) = x.start(store.data_mut(), &mm, addr as usize, len, true) {
-                return Poll::Ready(Ok(x.close(Err(error_code(e)))));
-            }
-            // `dst` went to find the buffer: the outcome is the next poll's,
-            // at once if the transfer is done already.
-            return x.wake_when_done(cx);
+            // `dst` went to find the buffer: the outcome is the next poll's.
+            return x.launch(cx, store.data_mut(), &mm, addr as usize, len, true);
         }
         let (f, r) = std::task::ready!(x.poll_in_flight(cx, store.data_mut(), finish));
         Poll::Ready(match r {
             Ok(0) => Ok(x.close(Ok(()))),
             Ok(n) => {
                 let mut d = dst.as_direct(store, 0);
-                let buf = d.remaining();
-                if buf.as_ptr() as usize != f.addr || buf.len() < f.len {
-                    return Poll::Ready(Err(lent_buffer_changed()));
-                }
+                f.still_lent(d.remaining())?;
                 d.mark_written(n as usize);
                 Ok(x.advance(n))
             }
@@ -418,8 +424,15 @@ fn read_here<T: 'static>(x: &mut Transfer<T>, mut d: DirectDestination<'_, T>) -
     }
 }
 
-fn lent_buffer_changed() -> wasmtime::Error {
-    wasmtime::format_err!("wasm-pin: a stream's lent buffer changed while the kernel used it")
+impl InFlight {
+    /// An error (the store traps) unless `buf` is the buffer this transfer
+    /// used: the lent buffer must not change before the read completes.
+    fn still_lent(&self, buf: &[u8]) -> wasmtime::Result<()> {
+        if buf.as_ptr() as usize != self.addr || buf.len() < self.len {
+            wasmtime::bail!("wasm-pin: a stream's lent buffer changed while the kernel used it");
+        }
+        Ok(())
+    }
 }
 
 /// `write-via-stream`'s and `append-via-stream`'s consumer.
@@ -451,19 +464,13 @@ impl<T: 'static> StreamConsumer<T> for WriteConsumer<T> {
             let Some((mm, len)) = pinnable(addr, len) else {
                 return Poll::Ready(Ok(write_here(x, s)));
             };
-            if let Err(e) = x.start(store.data_mut(), &mm, addr as usize, len, false) {
-                return Poll::Ready(Ok(x.close(Err(error_code(e)))));
-            }
-            return x.wake_when_done(cx);
+            return x.launch(cx, store.data_mut(), &mm, addr as usize, len, false);
         }
         let (f, r) = std::task::ready!(x.poll_in_flight(cx, store.data_mut(), finish));
         Poll::Ready(match r {
             Ok(n) => {
                 let mut s = src.as_direct(store);
-                let buf = s.remaining();
-                if buf.as_ptr() as usize != f.addr || buf.len() < f.len {
-                    return Poll::Ready(Err(lent_buffer_changed()));
-                }
+                f.still_lent(s.remaining())?;
                 s.mark_read(n as usize);
                 Ok(x.advance(n))
             }
