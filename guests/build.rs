@@ -2,7 +2,8 @@
 //! world `test-guest` (from `../wit`), every `wat-core/*.wat` a core module,
 //! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
 //! `wasm32-wasip1` core module, which must link `rust-wasi/wasip1-start`) a
-//! `wasi:cli/command` component; every WASI 0.3 command it built in
+//! `wasi:cli/command` component (its core module is kept too, to run natively
+//! on preview1); every WASI 0.3 command it built in
 //! `rust-p3/` (a `wasm32-unknown-unknown` cdylib) a component with no
 //! adapter.
 
@@ -203,13 +204,22 @@ fn main() {
         );
     }
     table.push_str("];\n\n/// WASI command components (`wasi:cli/command`), by bin name.\npub static WASI_COMMANDS: &[(&str, &[u8])] = &[\n");
-    for (name, path) in wasi_commands(&manifest) {
-        let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        check_wasip1_start(&core, &name);
+    let commands = wasi_commands(&manifest);
+    let mut p1_table = String::from(
+        "/// The same WASI commands as `wasm32-wasip1` core modules, as built (no\n\
+         /// adapter), by bin name.\npub static WASI_P1_MODULES: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, path) in &commands {
+        let core = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        check_wasip1_start(&core, name);
         let file = format!("{name}.command.wasm");
-        emit(&mut table, &out, &name, &file, &encode_wasi_command(&core, &path));
+        emit(&mut table, &out, name, &file, &encode_wasi_command(&core, path));
+        emit(&mut p1_table, &out, name, &format!("{name}.p1.wasm"), &core);
     }
-    table.push_str("];\n\n/// WASI 0.3 command components (`wasi:cli/run@0.3.0`), by crate name.\npub static WASI_P3_COMMANDS: &[(&str, &[u8])] = &[\n");
+    p1_table.push_str("];\n\n");
+    table.push_str("];\n\n");
+    table.push_str(&p1_table);
+    table.push_str("/// WASI 0.3 command components (`wasi:cli/run@0.3.0`), by crate name.\npub static WASI_P3_COMMANDS: &[(&str, &[u8])] = &[\n");
     for (name, path) in wasi_p3_commands(&manifest) {
         // wit-bindgen embedded the component type; no adapter: the module
         // imports nothing of preview1.

@@ -116,3 +116,22 @@ fn a_std_only_program_reads_through_large_buffers() {
     let want = [line("read256k", &input), line("read1m", &input)];
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 }
+
+/// `p1-read` (std only, the benchmarks' unmodified program) reads a file
+/// with `File::read` into one buffer, componentized here as on the route.
+#[test]
+fn a_std_only_program_reads_with_file_read() {
+    let Some(bytes) = guest("p1-read") else { return };
+    assert!(
+        wasm_pin_guests::wasi_p1_module("p1-read").is_some(),
+        "its core module too"
+    );
+    let dir = scratch("p1-read");
+    let input = pattern((2 << 20) + 99);
+    std::fs::write(dir.join("input.bin"), &input).unwrap();
+    for size in ["65536", "1048576"] {
+        let (result, out) = run(bytes, &dir, &["p1-read", "/data/input.bin", size]);
+        assert_eq!(result, Ok(()), "stdout: {out}");
+        assert_eq!(out, format!("bytes={}\n", input.len()));
+    }
+}

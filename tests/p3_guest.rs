@@ -187,3 +187,45 @@ fn a_missing_file_is_an_error() {
     assert_eq!(ran.stdout, "");
     assert!(ran.stderr.contains("NoEntry"), "{}", ran.stderr);
 }
+
+/// The benchmarks' modes: `touch` lends one buffer to every read and only
+/// counts; `rewrite` writes one buffer again and again, its first and last
+/// byte set to the chunk's index (a short last chunk included).
+#[test]
+fn touch_and_rewrite_modes() {
+    let Some(bytes) = guest() else { return };
+    let dir = scratch("touch");
+    let input = pattern((4 << 20) + 5);
+    std::fs::write(dir.join("in.bin"), &input).unwrap();
+    let ran = run(bytes, &dir, &["p3-read", "/data/in.bin", "65536", "touch"]);
+    assert_eq!(ran.result, Ok(()), "{}", ran.stderr);
+    assert_eq!(ran.stdout, format!("bytes={}\n", input.len()));
+
+    let (n, total) = (65536, (3 << 20) + 77);
+    let ran = run(
+        bytes,
+        &dir,
+        &[
+            "p3-read",
+            "/data/out.bin",
+            &n.to_string(),
+            "rewrite",
+            &total.to_string(),
+        ],
+    );
+    assert_eq!(ran.result, Ok(()), "{}", ran.stderr);
+    assert_eq!(ran.stdout, format!("bytes={total}\n"));
+    let chunk = pattern(n);
+    let want: Vec<u8> = (0..total)
+        .map(|i| {
+            let (k, j) = (i / n, i % n);
+            let len = n.min(total - k * n);
+            if j == 0 || j == len - 1 {
+                k as u8
+            } else {
+                chunk[j]
+            }
+        })
+        .collect();
+    assert!(std::fs::read(dir.join("out.bin")).unwrap() == want, "out.bin");
+}

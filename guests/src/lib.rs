@@ -25,6 +25,14 @@ pub fn wasi_command(name: &str) -> Option<&'static [u8]> {
     WASI_COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
+/// The `wasm32-wasip1` core module of the WASI command `<name>` of
+/// `rust-wasi/`, as built (no adapter): what `wasm-pin run` runs natively on
+/// wasmtime-wasi's preview1 (`wasmtime_wasi::p1`); `None` if `rust/build.sh`
+/// has not built it. [`wasi_command`] is the same program componentized.
+pub fn wasi_p1_module(name: &str) -> Option<&'static [u8]> {
+    WASI_P1_MODULES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
 /// The WASI 0.3 command component (exports `wasi:cli/run@0.3.0`; run it on
 /// wasmtime-wasi's p3 through `wasmtime_wasi::p3::bindings::Command` or with
 /// `wasm-pin run`) built from the crate `<name>` of `rust-p3/`; `None` if

@@ -10,6 +10,10 @@
 //!   folds every byte into an FNV-1a 64 checksum, then awaits the stream's
 //!   result future. Prints `bytes=<n> fnv=<16 hex digits>` on stdout and
 //!   `reads=<r> largest=<m>` (the largest single read) on stderr.
+//! - `touch`: as `read`, but lends the same buffer again for every read
+//!   and only touches the first and last byte of each (no checksum: what a
+//!   program that streams data past itself costs, for the benchmarks).
+//!   Prints `bytes=<n>` on stdout and `reads=<r> largest=<m>` on stderr.
 //! - `cancel`: as `read`, but polls each read once and cancels it if it is
 //!   not done then, keeping what the cancel reports as read; adds
 //!   `cancels=<c> cancelled=<k>` (cancels that read nothing) on stderr.
@@ -18,6 +22,12 @@
 //!   then awaits the result. Prints `bytes=<n>`.
 //! - `append`: the same with `append-via-stream`, creating PATH if needed
 //!   and keeping what it holds. Prints `bytes=<n>`.
+//! - `rewrite`: as `write`, but writes one BUFFER-SIZE buffer (bytes
+//!   `pattern(0..n)`) over and over, setting only its first and last byte to
+//!   the chunk's index (mod 256) before each write (what `touch` is to
+//!   `read`: no per-byte work in the guest). Byte `i` of the file is
+//!   `pattern(i % n)`, except the first and last of each chunk `k`, which
+//!   are `k as u8`. Prints `bytes=<n>`.
 //!
 //! Output goes through `wasi:cli/stdout` (`write-via-stream`). On an error
 //! it prints what failed (with WASI's error code) on stderr and `run`
@@ -83,7 +93,7 @@ async fn print(stderr: bool, text: String) {
 
 /// Runs the command; returns its stdout and, maybe, a line for stderr.
 async fn command(args: &[String]) -> Result<(String, Option<String>), String> {
-    let usage = || "usage: p3-read PATH BUFFER-SIZE read|cancel|write|append [TOTAL]".to_string();
+    let usage = || "usage: p3-read PATH BUFFER-SIZE read|touch|cancel|write|rewrite|append [TOTAL]".to_string();
     let (path, size, mode) = match args {
         [_, path, size, mode, ..] => (path, size, mode),
         _ => return Err(usage()),
@@ -107,6 +117,19 @@ async fn command(args: &[String]) -> Result<(String, Option<String>), String> {
                 err += &format!(" cancels={} cancelled={}", r.cancels, r.cancelled);
             }
             Ok((format!("bytes={} fnv={:016x}\n", r.bytes, r.fnv), Some(err + "\n")))
+        }
+        "touch" => {
+            let file = open(path, OpenFlags::empty(), DescriptorFlags::READ).await?;
+            let r = touch(&file, n).await.map_err(|e| format!("reading {path}: {e:?}"))?;
+            let err = format!("reads={} largest={}\n", r.reads, r.largest);
+            Ok((format!("bytes={}\n", r.bytes), Some(err)))
+        }
+        "rewrite" => {
+            let file = open(path, OpenFlags::CREATE | OpenFlags::TRUNCATE, DescriptorFlags::WRITE).await?;
+            let bytes = rewrite(&file, n, total()?)
+                .await
+                .map_err(|e| format!("writing {path}: {e}"))?;
+            Ok((format!("bytes={bytes}\n"), None))
         }
         "write" | "append" => {
             let append = mode == "append";
@@ -211,6 +234,75 @@ async fn read(file: &Descriptor, n: usize, cancel: bool) -> Result<Read, ErrorCo
     drop(rx);
     result.await?;
     Ok(r)
+}
+
+/// Reads all of `file` through its stream, lending the same `n`-byte buffer
+/// to every read and touching only the first and last byte of each.
+async fn touch(file: &Descriptor, n: usize) -> Result<Read, ErrorCode> {
+    let (mut rx, result) = file.read_via_stream(0);
+    let mut r = Read {
+        bytes: 0,
+        fnv: FNV_OFFSET,
+        reads: 0,
+        largest: 0,
+        cancels: 0,
+        cancelled: 0,
+    };
+    let mut buf = Vec::with_capacity(n);
+    loop {
+        buf.clear();
+        let status;
+        (status, buf) = rx.read(buf).await;
+        if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
+            std::hint::black_box((*first, *last));
+            r.reads += 1;
+            r.largest = r.largest.max(buf.len());
+            r.bytes += buf.len() as u64;
+        }
+        match status {
+            StreamResult::Complete(_) => {}
+            StreamResult::Dropped | StreamResult::Cancelled => break,
+        }
+    }
+    drop(rx);
+    result.await?;
+    Ok(r)
+}
+
+/// Writes `total` bytes through a `write-via-stream` at offset 0 from one
+/// `n`-byte buffer of [`pattern`] bytes, written again and again with only
+/// its first and last byte changed (to the chunk's index) each time; returns
+/// the bytes written.
+async fn rewrite(file: &Descriptor, n: usize, total: u64) -> Result<u64, String> {
+    let (mut tx, rx) = wit_stream::new::<u8>();
+    let result = file.write_via_stream(rx, 0);
+    let mut buf: Vec<u8> = (0..n as u64).map(pattern).collect();
+    let mut written = 0u64;
+    let mut chunk = 0u64;
+    while written < total {
+        let len = (total - written).min(n as u64) as usize;
+        // SAFETY: `buf`'s storage holds `n` initialised bytes: filled above,
+        // and a completed write only hands it back with its written bytes
+        // drained from the front (`AbiBuffer::into_vec`), which moves no byte
+        // out of the storage (`u8` is `Copy`) and overwrites none.
+        unsafe { buf.set_len(len) };
+        buf[0] = chunk as u8;
+        buf[len - 1] = chunk as u8;
+        buf = tx.write_all(buf).await;
+        if !buf.is_empty() {
+            // The host hung up: its result says why.
+            written += (len - buf.len()) as u64;
+            break;
+        }
+        written += len as u64;
+        chunk += 1;
+    }
+    drop(tx);
+    result.await.map_err(|e| format!("{e:?} after {written} bytes"))?;
+    if written < total {
+        return Err(format!("the stream closed after {written} of {total} bytes"));
+    }
+    Ok(written)
 }
 
 /// Writes `total` bytes of [`pattern`] in `n`-byte chunks through a
