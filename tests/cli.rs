@@ -605,6 +605,50 @@ fn p1_module_gets_args_env_a_preopen_and_its_exact_exit_code() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// #20: a Rust `wasm32-wasip1` program (`std-fs-read`: std only, a 256 KiB
+/// allocation, `Instant::now()`, `std::fs` reads through 256 KiB and 1 MiB
+/// buffers) runs natively as a core module, on demand and pooled, and reads
+/// the right bytes; as a component (the adapter route) it prints the same.
+#[test]
+fn a_rust_p1_program_runs_natively_and_as_a_component() {
+    let (Some(module), Some(component)) = (
+        wasm_pin_guests::wasi_p1_module("std-fs-read"),
+        rust_command("std-fs-read"),
+    ) else {
+        return;
+    };
+    let dir = scratch("p1-rust");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let input: Vec<u8> = (0..(3u32 << 20) + 77)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(data.join("in.bin"), &input).unwrap();
+    std::fs::write(dir.join("std-fs-read.wasm"), module).unwrap();
+    std::fs::write(dir.join("std-fs-read.component.wasm"), component).unwrap();
+    let fnv = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let line = format!("bytes={} fnv={fnv:016x}", input.len());
+    let want = format!("read256k {line}\nread1m {line}\n");
+    let data_arg = format!("{}::/data", data.display());
+    for (file, pooled) in [
+        ("std-fs-read.wasm", false),
+        ("std-fs-read.wasm", true),
+        ("std-fs-read.component.wasm", false),
+    ] {
+        let mut args = vec!["run"];
+        if pooled {
+            args.push("--pooled");
+        }
+        args.extend(["--dir", &data_arg, file, "/data/in.bin"]);
+        let out = wasm_pin(&dir, &args, &[]);
+        assert_eq!(code(&out), 0, "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), want, "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn p1_module_traps_reactors_and_default_exports_as_wasmtime_run() {
     let dir = scratch("p1-forms");
