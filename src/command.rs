@@ -32,6 +32,16 @@ impl CommandState {
             table: ResourceTable::new(),
         })
     }
+
+    /// A command's state from a WASI context built elsewhere (the demo's
+    /// WASI 0.3 pass, which captures stdout and blocks no thread).
+    pub fn with_ctx(wasi: WasiCtx, pins: PinCtx) -> Self {
+        CommandState {
+            wasi,
+            pins,
+            table: ResourceTable::new(),
+        }
+    }
 }
 
 impl WasiView for CommandState {

@@ -516,6 +516,19 @@ fn the_demo_guest_runs_as_a_command_and_as_the_builtin_demo() {
         stdout.contains("zero-copy, direct I/O:") || stdout.contains("no direct I/O on this filesystem"),
         "{stdout}"
     );
+    // Then the same file through WASI 0.3 streams (p3-read, built with the
+    // demo guest): on wasm-pin's and on wasmtime-wasi's own, both reading
+    // every byte.
+    if wasm_pin_guests::wasi_p3_command("p3-read").is_some() {
+        assert!(
+            stdout.contains("wasm-pin streams (zero-copy)")
+                && stdout.contains("wasmtime-wasi's own p3")
+                && stdout.contains("both read all 1048576 bytes"),
+            "{stdout}"
+        );
+    } else {
+        assert!(stdout.contains("p3 streams: skipped"), "{stdout}");
+    }
     // The same on the pool: the guest's slot is held while the host holds
     // its memory, then reset.
     let out = wasm_pin(
