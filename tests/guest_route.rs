@@ -18,7 +18,7 @@ mod wasi_state;
 
 use host_api::PinCtx;
 use runtime_mm::PinMemoryCreator;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasi_state::State;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -26,39 +26,10 @@ use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-/// The WASI command `name` of `guests/rust-wasi/`, or `None` (a skip, with
-/// a note) if `guests/rust/build.sh` has not built it; CI always builds it.
-fn guest(name: &str) -> Option<&'static [u8]> {
-    let bytes = wasm_pin_guests::wasi_command(name);
-    if bytes.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must build the {name} guest (guests/rust/build.sh)"
-        );
-        println!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
-    }
-    bytes
-}
+#[path = "support/rust_guests.rs"]
+mod rust_guests;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wasm-pin-route-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// `len` bytes no two nearby pages of which are alike.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+use rust_guests::{fnv1a, pattern, scratch, wasi_command as guest};
 
 /// The line a guest prints for `bytes`: `<what> bytes=<n> fnv=<hex>`.
 fn line(what: &str, bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@
 //! buffers of 64 KiB and 1 MiB, and writes and appends through
 //! `write-via-stream` / `append-via-stream`, checked on the host.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -26,38 +26,13 @@ impl WasiView for State {
     }
 }
 
-/// `p3-read`, or `None` (a skip, with a note) if `guests/rust/build.sh` has
-/// not built it; CI always builds it.
+#[path = "support/rust_guests.rs"]
+mod rust_guests;
+
+use rust_guests::{fnv1a, pattern, scratch};
+
 fn guest() -> Option<&'static [u8]> {
-    let bytes = wasm_pin_guests::wasi_p3_command("p3-read");
-    if bytes.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must build the p3-read guest (guests/rust/build.sh)"
-        );
-        println!("skipped: the p3-read guest is not built (run guests/rust/build.sh)");
-    }
-    bytes
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wasm-pin-p3-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The bytes `p3-read` writes: byte `i` is `(i * 2654435761 mod 2^32) >> 13`.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    rust_guests::p3_command("p3-read")
 }
 
 /// What a run gave: `run`'s result, stdout and stderr.

@@ -20,6 +20,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/rust_guests.rs"]
+mod rust_guests;
 #[path = "support/wasi_state.rs"]
 mod wasi_state;
 
@@ -29,36 +31,7 @@ fn guest() -> Option<&'static [u8]> {
     p3_guest("p3-read")
 }
 
-fn p3_guest(name: &str) -> Option<&'static [u8]> {
-    let bytes = wasm_pin_guests::wasi_p3_command(name);
-    if bytes.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must build the {name} guest (guests/rust/build.sh)"
-        );
-        println!("skipped: the {name} guest is not built (run guests/rust/build.sh)");
-    }
-    bytes
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wasm-pin-p3s-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+use rust_guests::{fnv1a, p3_command as p3_guest, pattern, scratch};
 
 /// A p3 engine whose memories are `Mm`s of `creator`, and the linker with
 /// WASI 0.3 and the zero-copy streams.
