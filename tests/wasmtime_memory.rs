@@ -22,6 +22,19 @@ const CORE: &str = r#"
   (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
 "#;
 
+/// A store with one instance of `CORE` on a fresh creator, and its memory's
+/// `Mm`.
+fn core_instance() -> (Arc<PinMemoryCreator>, Store<()>, Arc<runtime_mm::Mm>) {
+    let creator = PinMemoryCreator::new();
+    let engine = engine(&creator);
+    let module = Module::new(&engine, CORE).unwrap();
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    (creator, store, mm)
+}
+
 #[test]
 fn core_module_runs_on_mm() {
     let creator = PinMemoryCreator::new();
@@ -65,13 +78,7 @@ fn core_module_runs_on_mm() {
 
 #[test]
 fn store_drop_with_pins_outstanding_keeps_the_mapping() {
-    let creator = PinMemoryCreator::new();
-    let engine = engine(&creator);
-    let module = Module::new(&engine, CORE).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let memory = instance.get_memory(&mut store, "memory").unwrap();
-    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    let (creator, store, mm) = core_instance();
     let base = mm.base();
     let p = gup::pin_longterm_pages(&mm, 0, 16, GupFlags::WRITE).unwrap();
     let weak = Arc::downgrade(&mm);
@@ -252,13 +259,7 @@ fn growth_stops_at_an_unaligned_reservation() {
 /// for host memory.
 #[test]
 fn a_range_finds_the_memory_that_holds_it() {
-    let creator = PinMemoryCreator::new();
-    let engine = engine(&creator);
-    let module = Module::new(&engine, CORE).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let memory = instance.get_memory(&mut store, "memory").unwrap();
-    let mm = creator.mm_of_memory(&store, &memory).unwrap();
+    let (_creator, _store, mm) = core_instance(); // both kept alive
     let base = mm.base();
     let len = mm.len() as usize;
     let found = |off: usize, n: usize| PinMemoryCreator::find_containing(base.wrapping_add(off), n);
