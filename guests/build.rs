@@ -1,5 +1,6 @@
 //! Builds the guests from source: every `wat/*.wat` becomes a component of
-//! world `test-guest` (from `../wit`), every `wat-core/*.wat` a core module,
+//! world `test-guest` (from `../wit`), every `wat-soak/*.wat` one of world
+//! `soak-tenant` (the soak's tenant), every `wat-core/*.wat` a core module,
 //! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
 //! `wasm32-wasip1` core module, which must link `rust-wasi/wasip1-start`) a
 //! `wasi:cli/command` component (its core module is kept too, to run natively
@@ -180,12 +181,24 @@ fn main() {
         .expect("world test-guest");
 
     let mut table = String::from(
-        "/// Component guests (world `test-guest`), by file stem.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n",
+        "/// Component guests (world `test-guest`; `wat-soak/`: `soak-tenant`), by file stem.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n",
     );
     for path in wat_files(&manifest.join("wat")) {
         println!("cargo:rerun-if-changed={}", path.display());
         let mut core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
         embed_component_metadata(&mut core, &resolve, world, StringEncoding::UTF8).unwrap();
+        let name = stem(&path);
+        emit(&mut table, &out, &name, &format!("{name}.wasm"), &encode(&core, &path));
+    }
+    // The soak's tenant (`wat-soak/`, world `soak-tenant`): parameterised
+    // exports the host's schedule drives (`wasm_pin::soak`).
+    let soak = resolve
+        .select_world(&[pkg], Some("soak-tenant"))
+        .expect("world soak-tenant");
+    for path in wat_files(&manifest.join("wat-soak")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let mut core = wat::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        embed_component_metadata(&mut core, &resolve, soak, StringEncoding::UTF8).unwrap();
         let name = stem(&path);
         emit(&mut table, &out, &name, &format!("{name}.wasm"), &encode(&core, &path));
     }

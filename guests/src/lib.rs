@@ -7,7 +7,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
-/// The component guest built from `wat/<name>.wat`.
+/// The component guest built from `wat/<name>.wat` (or `wat-soak/<name>.wat`).
 pub fn component(name: &str) -> Option<&'static [u8]> {
     COMPONENTS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
