@@ -20,7 +20,7 @@ mod mutex_baseline;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mutex_baseline::MutexTable;
-use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+use runtime_mm::{gup, GupFlags, LongtermChunks, Mm, MmConfig};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -177,7 +177,7 @@ fn longterm(c: &mut Criterion) {
         let mm = Mm::new(MmConfig {
             initial_bytes: 4 << 20,
             huge_pages: huge,
-            longterm_chunk_bytes: Some(2 << 20),
+            longterm_chunks: LongtermChunks::Bytes(2 << 20),
             ..Default::default()
         })
         .unwrap();

@@ -148,6 +148,8 @@ pub fn run(engine: &Engine, pool: Option<&Arc<MemoryPool>>, o: &RunArgs) -> wasm
         // waits in quarantine, and is reset once they go.
         let held = pool.stats();
         drop((mm, pins));
+        // The pool's reset worker resets the slot off this thread.
+        pool.wait_for_resets(std::time::Duration::from_secs(5));
         let after = pool.stats();
         println!(
             "  pool:   {} slots; {} quarantined while the host held the guest's memory, then reset: {} free, {} resets",

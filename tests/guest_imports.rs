@@ -2,7 +2,7 @@
 //! guests and a core-module guest, and every bad input a guest can pass.
 
 use host_api::{MmHost, PinCtxView, PinView, Quotas};
-use runtime_mm::{Mm, MmConfig, PinMemoryCreator};
+use runtime_mm::{LongtermChunks, Mm, MmConfig, PinMemoryCreator};
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -24,8 +24,10 @@ struct Run {
     peer: Arc<Mm>,
 }
 
+/// The guests check the seed's per-page long-term accounting through
+/// `stats` (by default a THP-backed memory charges 2 MiB chunks).
 fn engine() -> (Engine, Arc<PinMemoryCreator>) {
-    let creator = PinMemoryCreator::new();
+    let creator = PinMemoryCreator::with_longterm_chunks(MmConfig::default().memlock_limit_bytes, LongtermChunks::PerPage);
     let mut config = Config::new();
     creator.install(&mut config);
     (Engine::new(&config).unwrap(), creator)

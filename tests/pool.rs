@@ -8,7 +8,7 @@
 mod wasi_state;
 
 use host_api::{IoConfig, MmHost, PinCtx, PinCtxView, PinView, Quotas};
-use runtime_mm::{gup, GupFlags, PinMemoryCreator, PoolConfig};
+use runtime_mm::{gup, GupFlags, LongtermChunks, PinMemoryCreator, PoolConfig};
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -22,6 +22,8 @@ fn pooled(slots: u32) -> (Engine, Arc<PinMemoryCreator>) {
         max_memory_bytes: 16 * MIB,
         guard_bytes: MIB,
         keep_resident_bytes: 256 << 10,
+        // gup_all checks the seed's per-page accounting through `stats`.
+        longterm_chunks: LongtermChunks::PerPage,
         ..PoolConfig::default()
     })
     .unwrap();
@@ -85,6 +87,7 @@ fn components_pin_on_the_pool_and_a_held_memory_keeps_its_slot() {
     pin.read(0, &mut b).unwrap();
     assert_eq!(&b, b"round 0", "the bytes under the pin outlived the store");
     drop((pin, peer));
+    assert!(pool.wait_for_resets(std::time::Duration::from_secs(5)));
     let s = pool.stats();
     assert_eq!((s.quarantined, s.live, s.free), (0, 0, 3), "{s:?}");
 }

@@ -242,17 +242,18 @@ pub fn pin_user_pages_remote(mm: &Arc<Mm>, start: u64, nr_pages: usize, flags: G
 /// uncharges it.
 ///
 /// ```
-/// use runtime_mm::{gup, Errno, GupFlags, Mm, MmConfig};
-/// // By default pages are locked and charged one by one (the kernel's accounting).
-/// let mm = Mm::new(MmConfig { initial_bytes: 1 << 20, memlock_limit_bytes: 8192, ..Default::default() }).unwrap();
+/// use runtime_mm::{gup, Errno, GupFlags, LongtermChunks, Mm, MmConfig};
+/// // Per-page accounting (the kernel's): pages are locked and charged one by one.
+/// let per_page = MmConfig { longterm_chunks: LongtermChunks::PerPage, ..Default::default() };
+/// let mm = Mm::new(MmConfig { initial_bytes: 1 << 20, memlock_limit_bytes: 8192, ..per_page }).unwrap();
 /// let held = gup::pin_longterm_pages(&mm, 0, 2, GupFlags::WRITE).unwrap();
 /// assert_eq!(mm.stats().locked_bytes, 8192);
 /// assert_eq!(gup::pin_longterm_pages(&mm, 8192, 1, GupFlags::empty()).unwrap_err(), Errno::NoMem);
 /// held.unpin();
 /// assert_eq!(mm.stats().locked_bytes, 0);
-/// // With 2 MiB chunks, the first pin locks and charges its chunk; the
-/// // next pins in it are lock-free.
-/// let cfg = MmConfig { initial_bytes: 4 << 20, longterm_chunk_bytes: Some(2 << 20), ..Default::default() };
+/// // With 2 MiB chunks (the default on THP-backed memories), the first pin
+/// // locks and charges its chunk; the next pins in it are lock-free.
+/// let cfg = MmConfig { initial_bytes: 4 << 20, longterm_chunks: LongtermChunks::Bytes(2 << 20), ..Default::default() };
 /// let mm = Mm::new(cfg).unwrap();
 /// let held = gup::pin_longterm_pages(&mm, 0, 1, GupFlags::WRITE).unwrap();
 /// assert_eq!(mm.stats().locked_bytes, 2 << 20);

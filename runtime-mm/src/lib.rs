@@ -24,8 +24,9 @@
 //! - `page_table`: the per-page entry format and the on-demand radix tree.
 //! - `fast_path`: the lock-free walk of `*_fast` calls, and its protocol.
 //! - `slow_path`: the locked path that faults pages in.
-//! - `longterm`: `FOLL_LONGTERM` residency in chunks, memlock accounting,
-//!   and the chunk-word protocol.
+//! - `longterm`: `FOLL_LONGTERM` residency in chunks ([`LongtermChunks`]),
+//!   memlock accounting, and the chunk-word protocol.
+//! - `thp`: transparent huge pages, which choose the default chunk.
 //! - [`gup`]: the seed's nine entry points and their contracts.
 //! - [`PinnedPages`] / [`GotPages`]: what they return, and how it is released.
 //! - [`MmStats`]: counters (`nr_foll_pin_acquired`/`released` and more).
@@ -64,11 +65,13 @@ pub mod pool;
 mod primitive;
 pub mod slow_path;
 mod stats;
+mod thp;
 #[cfg(feature = "wasmtime")]
 mod wasmtime_glue;
 
 pub use errno::Errno;
 pub use flags::GupFlags;
+pub use longterm::LongtermChunks;
 pub use mm::{Mm, MmConfig, PageState};
 pub use pinned::{GotPages, PinnedPages};
 pub use pool::{MemoryPool, PoolConfig, PoolError, PoolStats};

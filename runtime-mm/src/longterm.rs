@@ -9,9 +9,10 @@
 //! # Chunks
 //!
 //! Pages are locked in **chunks**: aligned runs of `chunk_pages` pages (a
-//! power of two, at most a 2 MiB block, one page unless
-//! [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)
-//! asks for more). A chunk is locked when its first long-term pin
+//! power of two, at most a 2 MiB block), chosen by
+//! [`MmConfig::longterm_chunks`](crate::MmConfig::longterm_chunks):
+//! by default ([`LongtermChunks::Auto`]) 2 MiB on a THP-backed memory whose
+//! memlock limit holds a chunk, one page otherwise. A chunk is locked when its first long-term pin
 //! arrives and stays locked while any long-term pin on any of its pages
 //! lives; the pins in between cost no syscall and, on the fast path, no
 //! lock. With transparent huge pages a 2 MiB chunk is one folio, and locking
@@ -76,6 +77,7 @@
 //! locked.
 
 use crate::primitive::{AtomicU64, MutexGuard, Ordering};
+use crate::thp::HUGE_PAGE;
 use crate::{mm::Inner, Errno, Mm};
 
 /// `L`: pages locked from the chunk's start.
@@ -269,11 +271,43 @@ pub(crate) fn is_locked(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64) -> b
     })
 }
 
-/// log2 of the chunk granularity in pages for a chunk size in bytes, if
-/// any (see [`MmConfig::longterm_chunk_bytes`](crate::MmConfig::longterm_chunk_bytes)):
-/// one page by default, at most `max_pages`.
-pub(crate) fn chunk_shift(page_shift: u32, bytes: Option<u64>, max_pages: u64) -> u32 {
-    let pages = (bytes.unwrap_or(0) >> page_shift).clamp(1, max_pages);
+/// How long-term pins lock pages resident and are charged
+/// ([`MmConfig::longterm_chunks`](crate::MmConfig::longterm_chunks); see the
+/// module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LongtermChunks {
+    /// The default: 2 MiB chunks on a THP-backed memory (see
+    /// [`Mm::thp_backed`](crate::Mm::thp_backed)) whose memlock limit holds
+    /// at least one chunk, so long-term pins cost what the kernel's do
+    /// (~14 ns/page at 512 pages per call, `docs/BENCHMARKS.md`); one page
+    /// otherwise (no THP: locking 2 MiB would be 512 page locks; a smaller
+    /// limit: one chunk would not fit).
+    #[default]
+    Auto,
+    /// One page: the kernel's exact per-page accounting, one `mlock` per
+    /// newly pinned run of pages.
+    PerPage,
+    /// Chunks of this many bytes, rounded down to a power of two between the
+    /// host page size and 2 MiB. A pin of one page charges its whole chunk.
+    Bytes(u64),
+}
+
+impl LongtermChunks {
+    /// The chunk in bytes for a memory that is (or is not) THP-backed and
+    /// has `memlock_limit` bytes of memlock limit, before rounding.
+    pub(crate) fn bytes(self, thp_backed: bool, memlock_limit: u64) -> u64 {
+        match self {
+            LongtermChunks::Auto if thp_backed && memlock_limit >= HUGE_PAGE => HUGE_PAGE,
+            LongtermChunks::Auto | LongtermChunks::PerPage => 0,
+            LongtermChunks::Bytes(b) => b,
+        }
+    }
+}
+
+/// log2 of the chunk granularity in pages for a chunk of `bytes` (see
+/// [`LongtermChunks`]): at least one page, at most `max_pages`.
+pub(crate) fn chunk_shift(page_shift: u32, bytes: u64, max_pages: u64) -> u32 {
+    let pages = (bytes >> page_shift).clamp(1, max_pages);
     // Largest power of two not above: a chunk is aligned and divides a block.
     63 - pages.leading_zeros()
 }
@@ -283,12 +317,25 @@ mod tests {
     #[test]
     fn chunk_shift_rule() {
         use super::chunk_shift;
-        assert_eq!(chunk_shift(12, None, 512), 0);
-        assert_eq!(chunk_shift(12, Some(100), 512), 0);
-        assert_eq!(chunk_shift(12, Some(4096), 512), 0);
-        assert_eq!(chunk_shift(12, Some(12288), 512), 1);
-        assert_eq!(chunk_shift(12, Some(256 << 10), 512), 6);
-        assert_eq!(chunk_shift(12, Some(2 << 20), 512), 9);
-        assert_eq!(chunk_shift(12, Some(1 << 30), 512), 9);
+        assert_eq!(chunk_shift(12, 0, 512), 0);
+        assert_eq!(chunk_shift(12, 100, 512), 0);
+        assert_eq!(chunk_shift(12, 4096, 512), 0);
+        assert_eq!(chunk_shift(12, 12288, 512), 1);
+        assert_eq!(chunk_shift(12, 256 << 10, 512), 6);
+        assert_eq!(chunk_shift(12, 2 << 20, 512), 9);
+        assert_eq!(chunk_shift(12, 1 << 30, 512), 9);
+    }
+
+    /// `Auto` is 2 MiB only on a THP-backed memory whose limit holds a
+    /// chunk; `PerPage` and explicit sizes ignore both.
+    #[test]
+    fn auto_chunks_need_thp_and_room_for_one() {
+        use super::LongtermChunks::*;
+        assert_eq!(Auto.bytes(true, 64 << 20), 2 << 20);
+        assert_eq!(Auto.bytes(true, 2 << 20), 2 << 20);
+        assert_eq!(Auto.bytes(true, (2 << 20) - 4096), 0);
+        assert_eq!(Auto.bytes(false, 64 << 20), 0);
+        assert_eq!(PerPage.bytes(true, 64 << 20), 0);
+        assert_eq!(Bytes(16384).bytes(false, 0), 16384);
     }
 }

@@ -12,9 +12,11 @@
 //! [`crate::pool`]). Either way it is released only with the last `Arc<Mm>`,
 //! hence after the last pin.
 
+use crate::longterm::LongtermChunks;
 use crate::page_table::{entry, PageTable, BLOCK_PAGES};
 use crate::primitive::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::stats::{MmStats, Stats};
+use crate::thp::{self, HUGE_PAGE};
 use crate::Errno;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -36,28 +38,27 @@ pub struct MmConfig {
     /// (`RLIMIT_MEMLOCK` for this memory).
     pub memlock_limit_bytes: u64,
     /// The unit in which long-term pins lock pages resident and are charged
-    /// (see [`crate::longterm`]), rounded down to a power of two between the
-    /// host page size and 2 MiB. `None` (the default) is one page: the
-    /// kernel's exact per-page accounting, one `mlock` per newly pinned run.
-    /// `Some(2 << 20)` locks 2 MiB chunks and keeps each locked while any
-    /// long-term pin in it lives: the pins after a chunk's first cost no
-    /// syscall and no lock (with [`huge_pages`](Self::huge_pages), ~14
-    /// ns/page at 512 pages per call, see `docs/BENCHMARKS.md`), and a pin
-    /// of one page charges its whole chunk.
-    pub longterm_chunk_bytes: Option<u64>,
+    /// (see [`crate::longterm`]). The default, [`LongtermChunks::Auto`], is
+    /// 2 MiB on a THP-backed memory (long-term pins then cost what the
+    /// kernel's do: the pins after a chunk's first cost no syscall and no
+    /// lock) and one page, the kernel's exact per-page accounting, where
+    /// THP is off. [`LongtermChunks::PerPage`] asks for per-page accounting
+    /// everywhere. With chunks, a pin of one page charges its whole chunk.
+    pub longterm_chunks: LongtermChunks,
     /// Back the memory with transparent huge pages (`MADV_HUGEPAGE` on a
     /// 2 MiB-aligned reservation): first touches fault 2 MiB at a time, and
     /// locking a 2 MiB long-term chunk costs about as much as one page
     /// (measured in `docs/BENCHMARKS.md`). The price is residency in 2 MiB
     /// steps for memories of 2 MiB and more. Ignored where the kernel has no
-    /// THP. Default `true`.
+    /// THP ([`Mm::thp_backed`] tells). Default `true`.
     pub huge_pages: bool,
 }
 
 impl Default for MmConfig {
     /// 0 bytes accessible, no maximum, a 4 GiB reservation with a 32 MiB
     /// guard (wasmtime's defaults for a 32-bit memory), 64 MiB memlock limit,
-    /// per-page long-term accounting, transparent huge pages.
+    /// transparent huge pages, and long-term chunks chosen by them
+    /// ([`LongtermChunks::Auto`]).
     fn default() -> Self {
         MmConfig {
             initial_bytes: 0,
@@ -65,15 +66,11 @@ impl Default for MmConfig {
             reservation_bytes: 4 << 30,
             guard_bytes: 32 << 20,
             memlock_limit_bytes: 64 << 20,
-            longterm_chunk_bytes: None,
+            longterm_chunks: LongtermChunks::Auto,
             huge_pages: true,
         }
     }
 }
-
-/// A transparent huge page (x86-64, aarch64 with 4 KiB pages): the
-/// alignment of memories backed by huge pages.
-const HUGE_PAGE: u64 = 2 << 20;
 
 /// The reserved range. Released when the last `Arc<Mm>` drops, which is
 /// after the last pin (every pin holds an `Arc<Mm>`).
@@ -118,6 +115,8 @@ pub struct Mm {
     /// Bytes locked resident for long-term pins; changed under `lock`.
     pub(crate) locked_bytes: AtomicU64,
     pub(crate) memlock_limit: u64,
+    /// Reserved 2 MiB-aligned, advised `MADV_HUGEPAGE`, on a host with THP.
+    thp_backed: bool,
     pub(crate) stats: Stats,
 }
 
@@ -154,20 +153,12 @@ impl Mm {
         // The first aligned address: at most `slack` bytes in.
         let base = start.wrapping_add((start as usize).next_multiple_of(align) - start as usize);
         let base = NonNull::new(base).ok_or(Errno::NoMem)?;
-        if huge {
-            // SAFETY: [base, base+reserved) lies inside our fresh, still
-            // inaccessible allocation; the advice changes no contents. Where
-            // the kernel has no THP it fails, and the memory works without.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    base.as_ptr().cast(),
-                    reserved as usize,
-                    rustix::mm::Advice::LinuxHugepage,
-                )
-            };
-        }
+        // SAFETY: [base, base+reserved) lies inside our fresh, still
+        // inaccessible allocation. Where the kernel has no THP the advice
+        // fails, and the memory works without.
+        let thp_backed = huge && unsafe { thp::advise(base.as_ptr(), reserved) };
         let owner = Owner::Mapping { _alloc: alloc };
-        Self::build(&config, reserved, Reservation { base, owner }, 0)
+        Self::build(&config, reserved, Reservation { base, owner }, 0, thp_backed)
     }
 
     /// An `Mm` on a pool slot (see [`crate::pool`]): `config` sized to fit
@@ -176,6 +167,7 @@ impl Mm {
     pub(crate) fn in_slot(config: &MmConfig, lease: crate::pool::Lease, committed: u64) -> Result<Arc<Mm>, Errno> {
         let (reserved, _) = Self::sizes(config)?;
         let base = lease.base();
+        let thp_backed = lease.thp_backed() && reserved >= HUGE_PAGE;
         Self::build(
             config,
             reserved,
@@ -184,6 +176,7 @@ impl Mm {
                 owner: Owner::Slot(lease),
             },
             committed,
+            thp_backed,
         )
     }
 
@@ -212,8 +205,15 @@ impl Mm {
         Ok((reserved, total))
     }
 
-    fn build(config: &MmConfig, reserved: u64, reservation: Reservation, committed: u64) -> Result<Arc<Mm>, Errno> {
+    fn build(
+        config: &MmConfig,
+        reserved: u64,
+        reservation: Reservation,
+        committed: u64,
+        thp_backed: bool,
+    ) -> Result<Arc<Mm>, Errno> {
         let page = Self::host_page_size();
+        let chunk = config.longterm_chunks.bytes(thp_backed, config.memlock_limit_bytes);
         let mm = Mm {
             reservation,
             page_shift: page.trailing_zeros(),
@@ -221,11 +221,12 @@ impl Mm {
             len: AtomicU64::new(0),
             table: PageTable::new(
                 reserved / page,
-                crate::longterm::chunk_shift(page.trailing_zeros(), config.longterm_chunk_bytes, BLOCK_PAGES),
+                crate::longterm::chunk_shift(page.trailing_zeros(), chunk, BLOCK_PAGES),
             ),
             lock: Mutex::new(Inner { committed }),
             locked_bytes: AtomicU64::new(0),
             memlock_limit: config.memlock_limit_bytes,
+            thp_backed,
             stats: Stats::new(),
         };
         mm.grow_to(config.initial_bytes)?;
@@ -264,6 +265,20 @@ impl Mm {
     /// The most bytes this memory can grow to without moving.
     pub fn capacity(&self) -> u64 {
         self.limit
+    }
+
+    /// Whether the memory is THP-backed: its reservation is 2 MiB-aligned
+    /// and at least 2 MiB, advised `MADV_HUGEPAGE` ([`MmConfig::huge_pages`]
+    /// or [`PoolConfig::huge_pages`](crate::PoolConfig::huge_pages)), on a
+    /// host whose THP mode is `always` or `madvise`.
+    pub fn thp_backed(&self) -> bool {
+        self.thp_backed
+    }
+
+    /// Bytes per long-term chunk ([`MmConfig::longterm_chunks`]): what
+    /// [`LongtermChunks::Auto`] chose, or what was asked for, rounded.
+    pub fn longterm_chunk_bytes(&self) -> u64 {
+        self.page_size() * self.table.chunk_pages()
     }
 
     /// The base address. Never changes for the life of the `Mm`.

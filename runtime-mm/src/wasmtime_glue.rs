@@ -30,7 +30,7 @@
 //!   synchronously on the instantiating thread), so concurrent instantiations
 //!   on other threads are never mixed up.
 
-use crate::{MemoryPool, Mm, MmConfig, PoolConfig, PoolError};
+use crate::{LongtermChunks, MemoryPool, Mm, MmConfig, PoolConfig, PoolError};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +45,7 @@ use wasmtime::{
 pub struct PinMemoryCreator {
     id: usize,
     memlock_limit_bytes: u64,
-    longterm_chunk_bytes: Option<u64>,
+    longterm_chunks: LongtermChunks,
     registry: Arc<Registry>,
     created: AtomicUsize,
     pool: Option<Arc<MemoryPool>>,
@@ -85,11 +85,11 @@ impl PinMemoryCreator {
     }
 
     /// A creator whose memories each get `memlock_limit_bytes` of memlock
-    /// limit and lock long-term pins in chunks of `longterm_chunk_bytes`
-    /// ([`MmConfig::longterm_chunk_bytes`]: e.g. `Some(2 << 20)` for
-    /// registered buffers pinned page by page at the kernel's cost).
-    pub fn with_longterm_chunks(memlock_limit_bytes: u64, longterm_chunk_bytes: Option<u64>) -> Arc<Self> {
-        Self::build_with(memlock_limit_bytes, longterm_chunk_bytes, None)
+    /// limit and lock long-term pins in `chunks` ([`MmConfig::longterm_chunks`]:
+    /// e.g. [`LongtermChunks::PerPage`] for the kernel's exact per-page
+    /// accounting on THP-backed memories too).
+    pub fn with_longterm_chunks(memlock_limit_bytes: u64, chunks: LongtermChunks) -> Arc<Self> {
+        Self::build_with(memlock_limit_bytes, chunks, None)
     }
 
     /// A pooled creator: every memory lives on a slot of a new
@@ -112,7 +112,8 @@ impl PinMemoryCreator {
     /// let memory = instance.get_memory(&mut store, "memory").unwrap();
     /// assert!(creator.mm_of_memory(&store, &memory).is_some());
     /// assert_eq!(creator.pool().unwrap().stats().live, 1);
-    /// drop(store);
+    /// drop(store); // the pool's reset worker resets the slot
+    /// assert!(creator.pool().unwrap().wait_for_resets(std::time::Duration::from_secs(5)));
     /// assert_eq!(creator.pool().unwrap().stats().free, 8);
     /// # Ok::<(), wasmtime::Error>(())
     /// ```
@@ -121,19 +122,19 @@ impl PinMemoryCreator {
     }
 
     fn build(memlock_limit_bytes: u64, pool: Option<Arc<MemoryPool>>) -> Arc<Self> {
-        Self::build_with(memlock_limit_bytes, None, pool)
+        Self::build_with(memlock_limit_bytes, LongtermChunks::Auto, pool)
     }
 
     fn build_with(
         memlock_limit_bytes: u64,
-        longterm_chunk_bytes: Option<u64>,
+        longterm_chunks: LongtermChunks,
         pool: Option<Arc<MemoryPool>>,
     ) -> Arc<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         Arc::new(PinMemoryCreator {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             memlock_limit_bytes,
-            longterm_chunk_bytes,
+            longterm_chunks,
             registry: Arc::new(Mutex::new(BTreeMap::new())),
             created: AtomicUsize::new(0),
             pool,
@@ -377,7 +378,7 @@ unsafe impl MemoryCreator for PinMemoryCreator {
                 reservation_bytes: reservation as u64,
                 guard_bytes: guard_size_in_bytes as u64,
                 memlock_limit_bytes: self.memlock_limit_bytes,
-                longterm_chunk_bytes: self.longterm_chunk_bytes,
+                longterm_chunks: self.longterm_chunks,
                 ..MmConfig::default()
             })
             .map_err(PoolError::Mm),

@@ -5,7 +5,7 @@
 //! leaks in `gaps_alloc.rs`.
 
 use runtime_mm::gup::*;
-use runtime_mm::{Errno, GotPages, GupFlags, Mm, MmConfig, MmStats, PageState, PinnedPages};
+use runtime_mm::{Errno, GotPages, GupFlags, LongtermChunks, Mm, MmConfig, MmStats, PageState, PinnedPages};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
@@ -940,14 +940,18 @@ fn page_table_bytes_are_exact() {
     const ROOT_SLOT: usize = 8;
     const MID: usize = 512 * 8;
     const LEAF: usize = 512 * 8 + 8 + size_of::<Box<[u64]>>();
-    for (chunk, chunk_pages) in [(None, 1), (Some(2 << 20), 512), (Some(64 << 10), 16)] {
+    for (chunk, chunk_pages) in [
+        (LongtermChunks::PerPage, 1),
+        (LongtermChunks::Bytes(2 << 20), 512),
+        (LongtermChunks::Bytes(64 << 10), 16),
+    ] {
         let expect = |reserved: u64, len: u64| {
             let roots = (reserved / PAGE).div_ceil(512 * 512).max(1) as usize;
             let leaves = (len.div_ceil(PAGE).div_ceil(512)) as usize;
             roots * ROOT_SLOT + leaves.div_ceil(512) * MID + leaves * (LEAF + 512 / chunk_pages * 8)
         };
         let m = Mm::new(MmConfig {
-            longterm_chunk_bytes: chunk,
+            longterm_chunks: chunk,
             ..Default::default()
         })
         .unwrap();

@@ -9,7 +9,7 @@
 //! long-term chunks.
 
 use runtime_mm::gup::*;
-use runtime_mm::{Errno, GupFlags, Mm, MmConfig, PinnedPages};
+use runtime_mm::{Errno, GupFlags, LongtermChunks, Mm, MmConfig, PinnedPages};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
@@ -149,7 +149,7 @@ fn longterm_pins_lock_exactly_their_pages() {
     check(&[], "all released");
 }
 
-/// With `longterm_chunk_bytes`, long-term pins lock whole chunks (here 4
+/// With `longterm_chunks`, long-term pins lock whole chunks (here 4
 /// pages), clipped to the memory's length and extended when it grows, up
 /// to exactly the memlock limit; more pins inside a locked chunk are
 /// lock-free. A discard of unpinned pages zeroes them in place where a
@@ -161,7 +161,7 @@ fn longterm_chunks_lock_whole_chunks() {
         initial_bytes: 14 * PAGE,
         reservation_bytes: 64 * PAGE,
         memlock_limit_bytes: 16 * PAGE,
-        longterm_chunk_bytes: Some(4 * PAGE),
+        longterm_chunks: LongtermChunks::Bytes(4 * PAGE),
         ..Default::default()
     })
     .unwrap();

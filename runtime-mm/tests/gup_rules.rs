@@ -1,15 +1,18 @@
 //! The seed's rules and this crate's contract, one test per rule.
 
 use runtime_mm::gup::{self, *};
-use runtime_mm::{Errno, GotPages, GupFlags, Mm, MmConfig, PinnedPages};
+use runtime_mm::{Errno, GotPages, GupFlags, LongtermChunks, Mm, MmConfig, PinnedPages};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
 
+/// A memory with the seed's per-page long-term accounting (on a THP-backed
+/// memory the default would charge 2 MiB chunks).
 fn mm(pages: u64) -> Arc<Mm> {
     Mm::new(MmConfig {
         initial_bytes: pages * PAGE,
         reservation_bytes: 1 << 30,
+        longterm_chunks: LongtermChunks::PerPage,
         ..Default::default()
     })
     .unwrap()
@@ -341,11 +344,7 @@ fn longterm_pins_are_charged_once_per_page_and_refused_past_the_limit() {
 
 #[test]
 fn longterm_pages_are_locked_resident() {
-    let m = Mm::new(MmConfig {
-        initial_bytes: 64 * PAGE,
-        ..Default::default()
-    })
-    .unwrap();
+    let m = mm(64);
     let p = pin_longterm_pages(&m, 8 * PAGE, 4, GupFlags::WRITE).unwrap();
     let vm_lck = || -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -3,7 +3,7 @@
 //! exact against what is locked, and `discard` working beside them.
 
 use runtime_mm::gup::*;
-use runtime_mm::{Errno, GupFlags, Mm, MmConfig};
+use runtime_mm::{Errno, GupFlags, LongtermChunks, Mm, MmConfig};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
@@ -15,7 +15,7 @@ fn mm(bytes: u64, limit: u64) -> Arc<Mm> {
         initial_bytes: bytes,
         reservation_bytes: 64 << 20,
         memlock_limit_bytes: limit,
-        longterm_chunk_bytes: Some(CHUNK),
+        longterm_chunks: LongtermChunks::Bytes(CHUNK),
         ..Default::default()
     })
     .unwrap()
@@ -184,7 +184,7 @@ fn chunks_are_a_power_of_two_of_pages_up_to_2_mib() {
     let with = |bytes| {
         let m = Mm::new(MmConfig {
             initial_bytes: 8 << 20,
-            longterm_chunk_bytes: Some(bytes),
+            longterm_chunks: LongtermChunks::Bytes(bytes),
             ..Default::default()
         })
         .unwrap();
@@ -201,12 +201,14 @@ fn chunks_are_a_power_of_two_of_pages_up_to_2_mib() {
 }
 
 #[test]
-fn by_default_long_term_pins_charge_per_page() {
+fn per_page_long_term_pins_charge_per_page() {
     let m = Mm::new(MmConfig {
         initial_bytes: CHUNK,
+        longterm_chunks: LongtermChunks::PerPage,
         ..Default::default()
     })
     .unwrap();
+    assert_eq!(m.longterm_chunk_bytes(), PAGE);
     let a = pin_longterm_pages(&m, 3 * PAGE, 2, GupFlags::empty()).unwrap();
     let b = pin_longterm_pages(&m, 9 * PAGE, 1, GupFlags::empty()).unwrap();
     assert_eq!(m.stats().locked_bytes, 3 * PAGE);
@@ -215,6 +217,45 @@ fn by_default_long_term_pins_charge_per_page() {
     assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (PAGE, 4));
     drop(b);
     assert_eq!(m.stats().locked_bytes, 0);
+}
+
+/// #22.2: with no configuration, a THP-backed memory (this host's THP mode
+/// is `always` or `madvise`) locks 2 MiB chunks; one with 4 KiB pages, or
+/// whose memlock limit holds no chunk, charges per page.
+#[test]
+fn by_default_thp_backed_memories_lock_2_mib_chunks() {
+    let thp_on = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|m| m.contains("[always]") || m.contains("[madvise]"));
+    let m = Mm::new(MmConfig {
+        initial_bytes: 2 * CHUNK,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(m.thp_backed(), thp_on);
+    let want = if thp_on { CHUNK } else { PAGE };
+    assert_eq!(m.longterm_chunk_bytes(), want);
+    let a = pin_longterm_pages(&m, 3 * PAGE, 1, GupFlags::empty()).unwrap();
+    let b = pin_longterm_pages_fast(&m, 4 * PAGE, 508, GupFlags::empty()).unwrap();
+    assert_eq!(m.stats().locked_bytes, if thp_on { CHUNK } else { 509 * PAGE });
+    assert_eq!(our_locked_kb(&m), m.stats().locked_bytes >> 10);
+    drop((a, b));
+    assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (0, 0));
+
+    let small_pages = Mm::new(MmConfig {
+        initial_bytes: 2 * CHUNK,
+        huge_pages: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!small_pages.thp_backed());
+    assert_eq!(small_pages.longterm_chunk_bytes(), PAGE);
+    let tight = Mm::new(MmConfig {
+        initial_bytes: 2 * CHUNK,
+        memlock_limit_bytes: CHUNK - PAGE,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(tight.longterm_chunk_bytes(), PAGE, "a limit below one chunk");
 }
 
 #[test]
@@ -273,7 +314,8 @@ fn accounting_does_not_drift_under_concurrency() {
 #[cfg(feature = "wasmtime")]
 #[test]
 fn a_creator_hands_its_chunk_size_to_its_memories() {
-    let creator = runtime_mm::PinMemoryCreator::with_longterm_chunks(64 << 20, Some(CHUNK));
+    let creator =
+        runtime_mm::PinMemoryCreator::with_longterm_chunks(64 << 20, runtime_mm::LongtermChunks::Bytes(CHUNK));
     let engine = creator.build_engine(&mut wasmtime::Config::new()).unwrap();
     let module = wasmtime::Module::new(&engine, r#"(module (memory (export "memory") 64))"#).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
@@ -293,7 +335,7 @@ fn a_creator_hands_its_chunk_size_to_its_memories() {
 fn a_fast_call_stopped_inside_a_chunk_gives_back_its_reservation() {
     let m = Mm::new(MmConfig {
         initial_bytes: 16 * PAGE,
-        longterm_chunk_bytes: Some(4 * PAGE),
+        longterm_chunks: LongtermChunks::Bytes(4 * PAGE),
         ..Default::default()
     })
     .unwrap();
@@ -357,7 +399,7 @@ fn runs_split_by_a_held_chunk_stay_separate() {
     let m = Mm::new(MmConfig {
         initial_bytes: 16 * PAGE,
         memlock_limit_bytes: 64 * PAGE,
-        longterm_chunk_bytes: Some(2 * PAGE),
+        longterm_chunks: LongtermChunks::Bytes(2 * PAGE),
         ..Default::default()
     })
     .unwrap();

@@ -6,7 +6,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use runtime_mm::{gup, Errno, GupFlags, Mm, MmConfig};
+use runtime_mm::{gup, Errno, GupFlags, LongtermChunks, Mm, MmConfig};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
@@ -161,7 +161,7 @@ fn chunked(pages: u64) -> Arc<Mm> {
         reservation_bytes: pages * PAGE,
         guard_bytes: 0,
         memlock_limit_bytes: pages * PAGE,
-        longterm_chunk_bytes: Some(2 * PAGE),
+        longterm_chunks: LongtermChunks::Bytes(2 * PAGE),
         ..Default::default()
     })
     .unwrap()

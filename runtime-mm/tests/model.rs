@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use runtime_mm::gup::*;
-use runtime_mm::{Errno, GotPages, GupFlags, Mm, MmConfig, PinnedPages};
+use runtime_mm::{Errno, GotPages, GupFlags, LongtermChunks, Mm, MmConfig, PinnedPages};
 use std::sync::Arc;
 
 const PAGE: u64 = 4096;
@@ -290,7 +290,7 @@ fn run(ops: Vec<Op>, chunk: u64) -> Result<(), TestCaseError> {
         reservation_bytes: MAX_PAGES * PAGE,
         guard_bytes: PAGE,
         memlock_limit_bytes: MEMLOCK_PAGES * PAGE,
-        longterm_chunk_bytes: Some(chunk * PAGE),
+        longterm_chunks: LongtermChunks::Bytes(chunk * PAGE),
         ..MmConfig::default()
     })
     .unwrap();

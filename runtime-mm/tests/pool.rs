@@ -6,7 +6,7 @@
 
 use runtime_mm::gup::{self, pin_longterm_pages, pin_user_pages};
 use runtime_mm::{Errno, GupFlags, MemoryPool, Mm, MmStats, PageState, PoolConfig, PoolError, PoolStats};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const KIB: u64 = 1 << 10;
@@ -29,6 +29,7 @@ fn small(slots: u32) -> PoolConfig {
         keep_resident_bytes: 64 * KIB,
         memlock_limit_bytes: 256 * KIB,
         decommit_batch_size: 1,
+        ..PoolConfig::default()
     }
 }
 
@@ -68,7 +69,12 @@ fn assert_zero(mm: &Mm, len: u64) {
 }
 
 fn balanced(s: PoolStats) -> bool {
-    s.free + s.live + s.quarantined + s.pending == s.slots
+    s.free + s.live + s.quarantined + s.resetting + s.pending == s.slots
+}
+
+/// Waits for the pool's reset worker to reset every released slot.
+fn settle(pool: &MemoryPool) {
+    assert!(pool.wait_for_resets(Duration::from_secs(5)), "{:?}", pool.stats());
 }
 
 #[test]
@@ -89,6 +95,7 @@ fn a_reused_slot_reads_only_zeros_and_hides_what_the_last_tenant_grew() {
         drop(pin_user_pages(&a, 0, 4, GupFlags::WRITE).unwrap());
         assert!(a.page_state(0).unwrap().present);
         pool.release(a);
+        settle(&pool);
         let s = pool.stats();
         assert!(balanced(s), "{s:?}");
         assert_eq!(
@@ -111,6 +118,7 @@ fn a_reused_slot_reads_only_zeros_and_hides_what_the_last_tenant_grew() {
         b.grow_to(512 * KIB).unwrap();
         assert_zero(&b, 512 * KIB);
         pool.release(b);
+        settle(&pool);
         let s = pool.stats();
         assert!(balanced(s), "{s:?}");
         assert_eq!((s.allocated, s.resets, s.free + s.pending), (2, 2, 1), "{s:?}");
@@ -144,7 +152,7 @@ fn a_slot_under_a_pin_is_quarantined_until_the_last_release() {
             slots: 2,
             live: 1,
             quarantined: 1,
-            pending: 0
+            resetting: 0
         }
     );
     let msg = err.to_string();
@@ -171,6 +179,7 @@ fn a_slot_under_a_pin_is_quarantined_until_the_last_release() {
 
     // The last reference goes: A's slot is reset and reused, zeroed.
     drop(pin);
+    settle(&pool);
     let s = pool.stats();
     assert_eq!((s.live, s.quarantined, s.free), (0, 0, 2), "{s:?}");
     let d = pool.alloc(64 * KIB, None).unwrap();
@@ -190,6 +199,7 @@ fn a_get_and_a_plain_arc_quarantine_too() {
     assert_eq!(pool.stats().quarantined, 1, "the extra Arc still holds it");
     assert!(matches!(pool.alloc(0, None), Err(PoolError::Exhausted { .. })));
     drop(extra);
+    settle(&pool);
     let s = pool.stats();
     assert_eq!((s.quarantined, s.free, s.refused), (0, 1, 1), "{s:?}");
 }
@@ -247,6 +257,7 @@ fn bad_sizes_are_refused_before_taking_a_slot() {
     assert_eq!(m.capacity(), MIB);
     assert_eq!(m.grow_to(MIB + PAGE), Err(Errno::NoMem));
     drop(m);
+    settle(&pool);
     let s = pool.stats();
     assert_eq!((s.allocated, s.free), (1, 1), "{s:?}");
     assert_eq!(
@@ -269,6 +280,7 @@ fn a_full_batch_is_decommitted_when_no_slot_is_free() {
         b.write(MIB - 4096, &[9; 4096]).unwrap();
         pool.release(a);
         pool.release(b);
+        settle(&pool);
         let s = pool.stats();
         assert_eq!((s.pending, s.free), (2, 0), "waiting for the batch: {s:?}");
         // No free slot: the batch is decommitted now, not refused.
@@ -285,7 +297,6 @@ fn a_full_batch_is_decommitted_when_no_slot_is_free() {
 mod creator {
     use super::*;
     use runtime_mm::PinMemoryCreator;
-    use std::sync::Arc;
     use wasmtime::{Config, Engine, Instance, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store};
 
     const CORE: &str = r#"
@@ -384,6 +395,7 @@ mod creator {
         assert_eq!(d.call("load", &[0]), 0, "the guest's bytes are gone");
         assert_eq!(d.call("check_and_fill", &[2]), 0);
         drop((c, d));
+        settle(&pool);
         let s = pool.stats();
         assert_eq!((s.free, s.live, s.quarantined), (2, 0, 0), "{s:?}");
         assert_eq!(creator.live_memories(), 0);
@@ -473,6 +485,7 @@ mod creator {
         // Right: the probe's memory came and went.
         let (engine, creator) = pooled_engine(small(2));
         creator.check(&engine).unwrap();
+        settle(creator.pool().unwrap());
         let s = creator.pool().unwrap().stats();
         assert_eq!((s.free, s.allocated), (2, 2), "{s:?}");
     }
@@ -501,6 +514,7 @@ mod creator {
         drop((store, mm));
         assert_eq!(pool.stats().live, 1, "the shared memory outlives the store");
         drop(shared);
+        settle(&pool);
         let s = pool.stats();
         assert_eq!((s.live, s.free), (0, 2), "{s:?}");
         let mut t = instantiate(&engine, &creator, &Module::new(&engine, CORE).unwrap()).unwrap();
@@ -542,6 +556,7 @@ mod creator {
                 });
             }
         });
+        settle(creator.pool().unwrap());
         let s = creator.pool().unwrap().stats();
         assert_eq!((s.live, s.quarantined, s.free), (0, 0, 2 * THREADS as u32), "{s:?}");
         assert_eq!(s.allocated, s.resets);
@@ -581,6 +596,7 @@ fn a_pending_batch_waits_while_free_slots_remain() {
     );
     pool.release(a);
     pool.release(b);
+    settle(&pool);
     let s = pool.stats();
     assert_eq!((s.pending, s.free), (2, 2), "{s:?}");
     let c = pool.alloc(64 * KIB, None).unwrap();
@@ -602,8 +618,10 @@ fn a_full_batch_is_decommitted_at_once() {
         pool.alloc(256 * KIB, None).unwrap(),
     );
     pool.release(a);
+    settle(&pool);
     assert_eq!(pool.stats().pending, 1);
     pool.release(b);
+    settle(&pool);
     let s = pool.stats();
     assert_eq!((s.pending, s.free, s.resets), (0, 4, 2), "{s:?}");
 }
@@ -643,4 +661,165 @@ fn a_slot_reset_stays_inside_its_slot() {
         );
     }
     assert_zero(&b, 128 * KIB);
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A tenant that committed `bytes`, all of them dirty.
+fn dirty_tenant(pool: &Arc<MemoryPool>, bytes: u64) -> Arc<Mm> {
+    let m = pool.alloc(bytes, None).unwrap();
+    m.write(0, &vec![0x5a; bytes as usize]).unwrap();
+    m
+}
+
+/// #22.3: the thread that drops a tenant's last reference pays no reset:
+/// zeroing 256 MiB (kept resident) costs the reset worker tens of ms of CPU
+/// and the dropping thread almost none; the worker then frees the slot.
+#[test]
+fn the_reset_runs_on_the_pools_worker_not_the_dropping_thread() {
+    const BIG: u64 = 256 * MIB;
+    let pool = MemoryPool::new(PoolConfig {
+        slots: 2,
+        max_memory_bytes: BIG,
+        keep_resident_bytes: BIG,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let m = dirty_tenant(&pool, BIG);
+    let cpu = thread_cpu();
+    drop(m);
+    let dropping = thread_cpu() - cpu;
+    let s = pool.stats();
+    assert!(s.resetting + s.free == 2 && s.live == 0, "{s:?}");
+    settle(&pool);
+    // memset of 256 MiB: >= ~10 ms of CPU wherever it runs.
+    assert!(
+        dropping < Duration::from_millis(2),
+        "the dropping thread spent {dropping:?}"
+    );
+    let s = pool.stats();
+    assert_eq!((s.free, s.resetting, s.resets), (2, 0, 1), "{s:?}");
+    let workers = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|c| c.trim() == "wasm-pin-pool-r")
+        .count();
+    assert!(workers >= 1, "the pool's reset worker thread (comm is cut to 15 bytes)");
+}
+
+/// #22.3: an `alloc` that finds no free slot but one being reset waits for
+/// it (counted in `waited`) and gets it zeroed; with a `reset_wait` shorter
+/// than the reset it is refused after that wait, naming the slot resetting.
+#[test]
+fn alloc_waits_for_a_reset_in_progress_bounded_by_reset_wait() {
+    const BIG: u64 = 512 * MIB;
+    let big = |wait| PoolConfig {
+        slots: 1,
+        max_memory_bytes: BIG,
+        keep_resident_bytes: BIG,
+        reset_wait: wait,
+        ..PoolConfig::default()
+    };
+    let pool = MemoryPool::new(big(Duration::from_secs(5))).unwrap();
+    drop(dirty_tenant(&pool, BIG));
+    let m = pool.alloc(64 * KIB, None).expect("waits for the reset");
+    assert_zero(&m, 64 * KIB);
+    let s = pool.stats();
+    assert_eq!((s.waited, s.refused, s.live), (1, 0, 1), "{s:?}");
+    drop(m);
+
+    let pool = MemoryPool::new(big(Duration::from_millis(1))).unwrap();
+    drop(dirty_tenant(&pool, BIG));
+    let started = Instant::now();
+    let err = pool.alloc(64 * KIB, None).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        err,
+        PoolError::Exhausted {
+            slots: 1,
+            live: 0,
+            quarantined: 0,
+            resetting: 1
+        }
+    );
+    assert!(err.to_string().contains("1 being reset"), "{err}");
+    settle(&pool);
+    pool.alloc(64 * KIB, None).expect("free once reset");
+}
+
+/// #22.3: at `max_quarantined` quarantined slots every `alloc` is refused
+/// with `QuarantineFull` (free slots or not) until a pin is released; the
+/// stats show the quarantine and its peak.
+#[test]
+fn the_quarantine_limit_refuses_new_memories_until_pins_go() {
+    let _g = mlock_guard();
+    let pool = MemoryPool::new(PoolConfig {
+        max_quarantined: 1,
+        ..small(3)
+    })
+    .unwrap();
+    let a = pool.alloc(64 * KIB, None).unwrap();
+    let pin = pin_user_pages(&a, 0, 1, GupFlags::WRITE).unwrap();
+    pool.release(a);
+    let err = pool.alloc(64 * KIB, None).unwrap_err();
+    assert_eq!(
+        err,
+        PoolError::QuarantineFull {
+            quarantined: 1,
+            limit: 1
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("never released") && msg.contains("max_quarantined"),
+        "{msg}"
+    );
+    let s = pool.stats();
+    assert_eq!(
+        (s.quarantined, s.peak_quarantined, s.free, s.refused),
+        (1, 1, 2, 1),
+        "{s:?}"
+    );
+    drop(pin);
+    settle(&pool);
+    let b = pool.alloc(64 * KIB, None).expect("the pin went");
+    let s = pool.stats();
+    assert_eq!((s.quarantined, s.peak_quarantined, s.live), (0, 1, 1), "{s:?}");
+    drop(b);
+}
+
+/// #22.2: pooled memories are THP-backed like `Mm::new` ones (on a host
+/// with THP): 2 MiB-aligned slots, and long-term pins in 2 MiB chunks by
+/// default; `huge_pages: false` gives 4 KiB pages and per-page accounting.
+#[test]
+fn pooled_memories_are_thp_backed_with_2_mib_chunks_by_default() {
+    let thp_on = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|m| m.contains("[always]") || m.contains("[madvise]"));
+    for huge in [true, false] {
+        let pool = MemoryPool::new(PoolConfig {
+            slots: 3,
+            max_memory_bytes: 3 * MIB,
+            guard_bytes: 64 * KIB,
+            huge_pages: huge,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let ms: Vec<_> = (0..3).map(|_| pool.alloc(4 * MIB / 2, None).unwrap()).collect();
+        for m in &ms {
+            assert_eq!(m.thp_backed(), huge && thp_on);
+            if huge {
+                assert_eq!(m.base() as u64 % (2 * MIB), 0, "slots on huge-page boundaries");
+            }
+            let chunk = if huge && thp_on { 2 * MIB } else { PAGE };
+            assert_eq!(m.longterm_chunk_bytes(), chunk);
+        }
+    }
 }

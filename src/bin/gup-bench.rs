@@ -3,7 +3,7 @@
 //! sit beside published kernel numbers.
 //!
 //! ```text
-//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H] [-c KB] [--pooled]
+//! gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H|--no-huge] [-c KB] [--pooled]
 //! ```
 //! `-a` pin_user_pages_fast, `-b` pin_user_pages, `-L` pin_longterm_pages,
 //! `-u` get_user_pages_fast (default); `-n` pages per call (default 1, -1 =
@@ -11,17 +11,20 @@
 //! releases the whole region once per repeat and prints, like the kernel tool,
 //! `<CMD>: Time: get:<µs> put:<µs> us`.
 //!
-//! `-H` backs the region with huge pages, like the kernel tool's `-H`
-//! (there hugetlbfs, here transparent huge pages on a 2 MiB-aligned region:
-//! [`MmConfig::huge_pages`]); without it the region has 4 KiB pages. `-c KB`
-//! sets the long-term lock chunk ([`MmConfig::longterm_chunk_bytes`];
-//! default: one page, the kernel's accounting; `-c 2048` for 2 MiB chunks).
+//! The region is configured as an `Mm` is by default: transparent huge pages
+//! on a 2 MiB-aligned region ([`MmConfig::huge_pages`]; `-H`, the kernel
+//! tool's huge-page flag, is accepted and changes nothing) and long-term
+//! chunks chosen by them ([`LongtermChunks::Auto`]: 2 MiB where THP is on).
+//! `--no-huge` gives the region 4 KiB pages; `-c KB` sets the long-term lock
+//! chunk (`-c 4`: one page, the kernel's per-page accounting). What the
+//! region got is printed to stderr first.
 //!
 //! `--pooled` puts the region on a one-slot [`MemoryPool`] instead of its own
 //! mapping, and at the end also times the slot's reset (the region is then
-//! released, zeroed and decommitted) as `POOL_RESET: Time: <µs> us`.
+//! released, zeroed and decommitted by the pool's reset worker) as
+//! `POOL_RESET: Time: <µs> us`.
 
-use runtime_mm::{gup, GotPages, GupFlags, MemoryPool, Mm, MmConfig, PinnedPages, PoolConfig};
+use runtime_mm::{gup, GotPages, GupFlags, LongtermChunks, MemoryPool, Mm, MmConfig, PinnedPages, PoolConfig};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
@@ -57,7 +60,7 @@ struct Opts {
 }
 
 const USAGE: &str =
-    "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H] [-c KB] [--pooled]";
+    "usage: gup-bench [-m MB] [-n PAGES|-1] [-r REPEATS] [-j THREADS] [-a|-b|-L|-u] [-w] [-H|--no-huge] [-c KB] [--pooled]";
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
@@ -67,7 +70,7 @@ fn parse() -> Result<Opts, String> {
         threads: 1,
         cmd: Cmd::GupFast,
         write: false,
-        huge: false,
+        huge: true,
         chunk_kb: None,
         pooled: false,
     };
@@ -89,6 +92,7 @@ fn parse() -> Result<Opts, String> {
             "-u" => o.cmd = Cmd::GupFast,
             "-w" => o.write = true,
             "-H" => o.huge = true,
+            "--no-huge" => o.huge = false,
             "-c" => o.chunk_kb = Some(num("-c")?.max(1) as u64),
             "--pooled" => o.pooled = true,
             _ => return Err(USAGE.into()),
@@ -124,6 +128,7 @@ fn main() {
         }
     };
     let size = o.mb << 20;
+    let chunks = o.chunk_kb.map_or(LongtermChunks::Auto, |kb| LongtermChunks::Bytes(kb << 10));
     // Long-term pins lock the whole region (per thread it is the same pages).
     let pool = o.pooled.then(|| {
         MemoryPool::new(PoolConfig {
@@ -132,7 +137,9 @@ fn main() {
             guard_bytes: 0,
             keep_resident_bytes: 0,
             memlock_limit_bytes: size,
-            decommit_batch_size: 1,
+            huge_pages: o.huge,
+            longterm_chunks: chunks,
+            ..PoolConfig::default()
         })
         .expect("reserving the pool")
     });
@@ -144,11 +151,19 @@ fn main() {
             guard_bytes: 0,
             memlock_limit_bytes: size,
             huge_pages: o.huge,
-            longterm_chunk_bytes: o.chunk_kb.map(|kb| kb << 10),
+            longterm_chunks: o
+                .chunk_kb
+                .map_or(LongtermChunks::Auto, |kb| LongtermChunks::Bytes(kb << 10)),
             ..Default::default()
         })
         .expect("reserving the region"),
     };
+    eprintln!(
+        "region: {} MiB, {}, long-term chunk {} KiB",
+        o.mb,
+        if mm.thp_backed() { "THP-backed" } else { "4 KiB pages" },
+        mm.longterm_chunk_bytes() >> 10
+    );
     let page = mm.page_size();
     let pages = (size / page) as usize;
     let per_call = if o.per_call < 0 {
@@ -196,9 +211,14 @@ fn main() {
     let s = mm.stats();
     assert_eq!((s.pins_outstanding(), s.gets_outstanding(), s.locked_bytes), (0, 0, 0));
     if let Some(pool) = pool {
-        // The last reference: the slot is reset (all of it decommitted) now.
+        // The last reference: the slot goes to the pool's reset worker
+        // (all of it decommitted); timed until the worker is done.
         let start = Instant::now();
         pool.release(mm);
+        assert!(
+            pool.wait_for_resets(std::time::Duration::from_secs(60)),
+            "the reset finishes"
+        );
         println!("POOL_RESET: Time: {} us", start.elapsed().as_micros());
         let s = pool.stats();
         assert_eq!((s.free, s.resets), (1, 1), "{s:?}");
