@@ -203,7 +203,8 @@ fn expect(m: &Model, variant: usize, start: Start, nr: usize, flags: u32) -> Res
     let mut n = (m.len - first).min(nr as u64);
     // The fast variants take, lock-free, every page they may (long-term:
     // those on chunks already locked over them), present or not.
-    let fast = matches!(variant, 1 | 4 | 7);
+    // pin_longterm_pages (3) too: its locked path only locks chunks.
+    let fast = matches!(variant, 1 | 3 | 4 | 7);
     let k = match (fast, longterm) {
         (false, _) => 0,
         (true, false) => n,
