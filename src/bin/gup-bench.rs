@@ -128,7 +128,9 @@ fn main() {
         }
     };
     let size = o.mb << 20;
-    let chunks = o.chunk_kb.map_or(LongtermChunks::Auto, |kb| LongtermChunks::Bytes(kb << 10));
+    let chunks = o
+        .chunk_kb
+        .map_or(LongtermChunks::Auto, |kb| LongtermChunks::Bytes(kb << 10));
     // Long-term pins lock the whole region (per thread it is the same pages).
     let pool = o.pooled.then(|| {
         MemoryPool::new(PoolConfig {
