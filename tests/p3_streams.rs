@@ -2,7 +2,9 @@
 //! between the file and its own buffers. `p3-read` (`guests/rust-p3`) runs
 //! on wasmtime-wasi's p3 with `host_api::add_p3_streams_to_linker` in an
 //! async store whose memory is an `Mm`: every lent buffer is filled whole by
-//! one backend transfer (no 8 KiB cap, no host buffer), writes and appends
+//! one transfer (no 8 KiB cap, no host buffer): from the page cache inline
+//! by default, else on the backend (the tests of the backend path turn
+//! `IoConfig::stream_reads_inline` off), writes and appends
 //! land, no pin outlives its transfer, another task runs while a 256 MiB
 //! file streams in, and a store dropped mid-stream leaves nothing behind.
 
@@ -54,18 +56,19 @@ struct Ran {
     memory: Arc<Mm>,
 }
 
-/// Runs `p3-read args` with `dir` as `/data` on `backend`, on `rt`.
+/// Runs `p3-read args` with `dir` as `/data` on `backend`, on `rt`; every
+/// stream read a backend transfer (`stream_reads_inline` off: what these
+/// tests check is the backend path).
 fn run(rt: &tokio::runtime::Runtime, backend: BackendKind, dir: &Path, args: &[&str]) -> Option<Ran> {
-    run_guest(guest()?, rt, backend, dir, args)
+    let io = IoConfig {
+        backend,
+        stream_reads_inline: false,
+        ..IoConfig::default()
+    };
+    run_guest(guest()?, rt, io, dir, args)
 }
 
-fn run_guest(
-    bytes: &[u8],
-    rt: &tokio::runtime::Runtime,
-    backend: BackendKind,
-    dir: &Path,
-    args: &[&str],
-) -> Option<Ran> {
+fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Path, args: &[&str]) -> Option<Ran> {
     let creator = PinMemoryCreator::new();
     let (engine, linker) = setup(&creator);
     let component = Component::new(&engine, bytes).unwrap();
@@ -73,10 +76,6 @@ fn run_guest(
     let mut wasi = WasiCtx::builder();
     wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite).unwrap();
     wasi.args(args).stdout(stdout.clone()).stderr(stderr.clone());
-    let io = IoConfig {
-        backend,
-        ..IoConfig::default()
-    };
     let state = State::new(wasi.build(), PinCtx::default().with_io(io));
     let (ok, counts, memory) = rt.block_on(async {
         let mut store = Store::new(&engine, state);
@@ -182,6 +181,55 @@ fn reads_fill_each_lent_buffer_with_one_transfer() {
     }
 }
 
+/// Page-cached data is read inline (the default `stream_reads_inline`): each
+/// lent buffer is filled by one `preadv2(RWF_NOWAIT)` on the store's thread,
+/// under a pin, and a cached file needs no backend transfer at all. A file
+/// evicted from the page cache goes to the backend for what would block.
+/// The bytes are the file's either way, and no pin is left.
+#[test]
+fn cached_stream_reads_are_served_inline_and_the_rest_on_the_backend() {
+    let Some(bytes) = guest() else { return };
+    let rt = rt();
+    let dir = scratch("inline");
+    let input = pattern(4 << 20);
+    let path = dir.join("in.bin");
+    std::fs::write(&path, &input).unwrap();
+    let want = format!("bytes={} fnv={:016x}\n", input.len(), fnv1a(&input));
+    let args = ["p3-read", "/data/in.bin", "65536", "read"];
+    for backend in backends::backends() {
+        let io = IoConfig {
+            backend,
+            ..IoConfig::default()
+        };
+        let ran = run_guest(bytes, &rt, io.clone(), &dir, &args).unwrap();
+        assert!(
+            ran.ok && ran.stdout == want,
+            "{backend:?}: {} {}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert_eq!(reads(&ran.stderr), (64, 65536), "{backend:?}");
+        // 64 reads and the one that finds the end, none submitted.
+        assert_eq!((ran.counts.inline_reads, ran.counts.submitted), (65, 0), "{backend:?}");
+        assert_eq!(ran.memory.stats().pins_outstanding(), 0);
+        assert!(ran.memory.stats().foll_pin_acquired >= 64, "inline reads pin too");
+
+        // Evicted: the reads that would block go to the backend.
+        let f = std::fs::File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let ran = run_guest(bytes, &rt, io, &dir, &args).unwrap();
+        assert!(
+            ran.ok && ran.stdout == want,
+            "{backend:?}: {} {}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert!(ran.counts.submitted > 0, "{backend:?} cold: {:?}", ran.counts);
+        assert_eq!(ran.memory.stats().pins_outstanding(), 0);
+    }
+}
+
 /// Cancellation (`finish`): the guest polls each read once and cancels it
 /// if it is not done. The host asks the backend to cancel and answers only
 /// once the kernel has let go of the buffer: `cancelled` with nothing read,
@@ -233,7 +281,7 @@ fn a_p3_program_chooses_direct_io_and_explicit_transfers() {
     let input = pattern((3 << 20) + 8192);
     std::fs::write(dir.join("in.bin"), &input).unwrap();
     let rt = rt();
-    let ran = run_guest(bytes, &rt, BackendKind::Auto, &dir, &["p3-direct", "in.bin"]).unwrap();
+    let ran = run_guest(bytes, &rt, IoConfig::default(), &dir, &["p3-direct", "in.bin"]).unwrap();
     assert!(ran.ok, "{}", ran.stderr);
     let direct = ran.stdout.split_whitespace().next().unwrap();
     let (expect_direct, misaligned) = if direct == "direct=yes" {
@@ -295,40 +343,50 @@ fn writes_and_appends_land_from_the_guests_buffers() {
 /// keeps ticking while the guest streams 256 MiB in 1 MiB reads.
 #[test]
 fn another_task_runs_while_a_large_file_streams_in() {
+    let Some(bytes) = guest() else { return };
     let dir = scratch("big");
     let input = pattern(256 << 20);
     std::fs::write(dir.join("big.bin"), &input).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let ticks = Arc::new(AtomicU64::new(0));
-    let t = ticks.clone();
-    let ticker = rt.spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            t.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let start = Instant::now();
-    let Some(ran) = run(
-        &rt,
-        BackendKind::Auto,
-        &dir,
-        &["p3-read", "/data/big.bin", "1048576", "read"],
-    ) else {
-        return;
-    };
-    let took = start.elapsed();
-    ticker.abort();
-    assert!(ran.ok, "{}", ran.stderr);
-    assert_eq!(
-        ran.stdout,
-        format!("bytes={} fnv={:016x}\n", input.len(), fnv1a(&input))
-    );
-    let ticks = ticks.load(Ordering::Relaxed);
-    assert!(ticks > 0, "the other task never ran during {took:?}");
-    println!("{ticks} ticks of the other task in {took:?}");
+    let args = ["p3-read", "/data/big.bin", "1048576", "read"];
+    // On the backend, and read inline from the page cache (which yields
+    // every few MiB); each on a fresh one-thread runtime with a task that
+    // counts the executor's turns (it runs whenever the stream's task lets
+    // the thread go).
+    for inline in [false, true] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let t = ticks.clone();
+        let ticker = rt.spawn(async move {
+            loop {
+                tokio::task::yield_now().await;
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let io = IoConfig {
+            stream_reads_inline: inline,
+            ..IoConfig::default()
+        };
+        let start = Instant::now();
+        let ran = run_guest(bytes, &rt, io, &dir, &args).unwrap();
+        let took = start.elapsed();
+        ticker.abort();
+        assert!(ran.ok, "{}", ran.stderr);
+        assert_eq!(
+            ran.stdout,
+            format!("bytes={} fnv={:016x}\n", input.len(), fnv1a(&input))
+        );
+        assert_eq!(ran.counts.inline_reads > 0, inline, "{:?}", ran.counts);
+        let ticks = ticks.load(Ordering::Relaxed);
+        // 256 reads of 1 MiB: inline, a yield every 2 MiB at least.
+        assert!(
+            ticks >= 64,
+            "inline {inline}: the other task ran {ticks} times in {took:?}"
+        );
+        println!("inline {inline}: {ticks} turns of the other task in {took:?}");
+    }
 }
 
 /// A store dropped while its guest streams a file in (the embedder's
@@ -354,7 +412,12 @@ fn a_store_dropped_mid_stream_leaves_nothing_behind() {
         let mut wasi = WasiCtx::builder();
         wasi.preopened_dir(&dir, "/data", FsPerms::ReadWrite).unwrap();
         wasi.args(args);
-        State::new(wasi.build(), PinCtx::default())
+        // A backend transfer in flight is what this test drops.
+        let io = IoConfig {
+            stream_reads_inline: false,
+            ..IoConfig::default()
+        };
+        State::new(wasi.build(), PinCtx::default().with_io(io))
     };
     rt.block_on(async {
         let mut store = Store::new(&engine, tenant(&["p3-read", "/data/big.bin", "65536", "read"]));

@@ -75,6 +75,13 @@ pub struct IoConfig {
     /// may call again. Asynchronous stores need no ceiling: dropping the
     /// store's future ends their waits at once.
     pub max_wait: Duration,
+    /// WASI 0.3 stream reads (`read-via-stream` on wasm-pin's streams) first
+    /// try a non-blocking read (`preadv2(RWF_NOWAIT)`) straight into the
+    /// pinned lent buffer on the store's thread, which the page cache serves
+    /// without blocking; only what would block (`EAGAIN`) goes to the
+    /// backend. Off: every stream read is a backend transfer (two
+    /// cross-thread wake-ups, ~100 µs each here: `docs/BENCHMARKS.md`).
+    pub stream_reads_inline: bool,
 }
 
 impl IoConfig {
@@ -90,7 +97,7 @@ impl IoConfig {
 
 impl Default for IoConfig {
     /// `Auto` backend, 64 transfers in flight, 2 workers, 1 s shutdown wait,
-    /// 30 s longest sync wait.
+    /// 30 s longest sync wait, stream reads of cached data inline.
     fn default() -> Self {
         IoConfig {
             backend: BackendKind::Auto,
@@ -98,6 +105,7 @@ impl Default for IoConfig {
             threads: 2,
             shutdown_wait: Duration::from_secs(1),
             max_wait: IoConfig::DEFAULT_MAX_WAIT,
+            stream_reads_inline: true,
         }
     }
 }
@@ -244,12 +252,16 @@ pub struct IoCounts {
     /// Of those, transfers on a registered fixed buffer (io_uring
     /// `READ_FIXED`/`WRITE_FIXED`).
     pub fixed: u64,
+    /// WASI 0.3 stream reads the page cache served on the store's thread
+    /// without blocking ([`IoConfig::stream_reads_inline`]); not submitted.
+    pub inline_reads: u64,
 }
 
 /// Per-store I/O state.
 pub(crate) struct IoState {
     config: IoConfig,
     backend: Option<Box<dyn Backend>>,
+    inline_reads: u64,
 }
 
 impl std::fmt::Debug for IoState {
@@ -263,7 +275,11 @@ impl std::fmt::Debug for IoState {
 
 impl IoState {
     pub(crate) fn new(config: IoConfig) -> IoState {
-        IoState { config, backend: None }
+        IoState {
+            config,
+            backend: None,
+            inline_reads: 0,
+        }
     }
 
     /// The embedder's settings.
@@ -288,7 +304,16 @@ impl IoState {
     }
 
     pub(crate) fn counts(&self) -> IoCounts {
-        self.backend.as_ref().map_or_else(IoCounts::default, |b| b.counts())
+        let backend = self.backend.as_ref().map_or_else(IoCounts::default, |b| b.counts());
+        IoCounts {
+            inline_reads: self.inline_reads,
+            ..backend
+        }
+    }
+
+    /// Counts a stream read served inline.
+    pub(crate) fn note_inline_read(&mut self) {
+        self.inline_reads += 1;
     }
 
     /// The guest released its handle on `pages`.
@@ -346,6 +371,25 @@ pub(crate) fn transfer(fd: &File, read: bool, ptr: *mut u8, len: u32, offset: u6
         }
     };
     syscall_result(n).map(|n| n as u32)
+}
+
+/// Reads at `offset` on the calling thread only what needs no waiting
+/// (`preadv2(RWF_NOWAIT)`: data in the page cache). `Again` when it would
+/// block, or where the file or kernel does not take `RWF_NOWAIT`
+/// (`EOPNOTSUPP`); a short read is what was cached.
+pub(crate) fn read_nowait(fd: &File, ptr: *mut u8, len: u32, offset: u64) -> Result<u32, Errno> {
+    let offset = file_offset(offset)?;
+    let iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len as usize,
+    };
+    // SAFETY: as for `transfer`: a raw range inside a write pin the caller
+    // holds for the whole call, never a Rust reference.
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    match syscall_result(n) {
+        Err(Errno::OpNotSupp) => Err(Errno::Again),
+        r => r.map(|n| n as u32),
+    }
 }
 
 /// Writes at the file's end on the calling thread, atomically with respect

@@ -166,7 +166,7 @@ impl Backend for Threads {
     fn counts(&self) -> IoCounts {
         IoCounts {
             submitted: self.next,
-            fixed: 0,
+            ..IoCounts::default()
         }
     }
 }
