@@ -60,7 +60,7 @@
   ;; 0x20 path, 0x100 preopens, 0x110/0x120 results, 0x400 descriptors,
   ;; 0x440 direct reopens, 0x480 slots, 0x4c0 direct slots, 0x600 io-slices,
   ;; 0x1000 heap, 0x10000 handles of the quota ops, 0x100000 BUF (slices at
-  ;; BUF, BUF + 0x40000, BUF + 0x80000).
+  ;; BUF, BUF + 0x40000, BUF + 0x80000), 0x1f0000 the ticket quota's page.
   (memory (export "memory") 32)
   (global $heap (mut i32) (i32.const 0x1000))
   (global $dir (mut i32) (i32.const -1))
@@ -301,9 +301,11 @@
   ;; `count << 8 | (errno + 1)` (0 in the low byte if none was refused).
   (func $quota (param $q i32) (param $cap i32) (result i64)
     (local $i i32) (local $e i32) (local $pin i32) (local $h i32)
+    ;; The tickets read into a page of their own (0x1f0000), which no other
+    ;; op uses: a dropped ticket's read may still land after the drop.
     (if (i32.eq (local.get $q) (i32.const 17))
       (then
-        (call $pin_fast (i64.const 0x100000) (i32.const 1) (i32.const 1) (i32.const 0x110))
+        (call $pin_fast (i64.const 0x1f0000) (i32.const 1) (i32.const 1) (i32.const 0x110))
         (if (i32.load8_u (i32.const 0x110)) (then (return (i64.const -998))))
         (local.set $pin (i32.load offset=4 (i32.const 0x110)))))
     (block $out

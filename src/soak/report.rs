@@ -204,7 +204,8 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "at the end: fds {} (before {}), sockets {} ({}), threads {} ({}), VmLck {} KiB ({}), VmPTE {} KiB ({})",
+            "at the end: fds {} (before {}), sockets {} ({}), threads {} ({}), VmLck {} KiB ({}), VmPTE {} KiB ({}), \
+             RSS {:.1} MiB",
             self.after.fds,
             self.before.fds,
             self.after.sockets,
@@ -214,7 +215,8 @@ impl fmt::Display for SoakReport {
             self.after.locked >> 10,
             self.before.locked >> 10,
             self.after.page_tables >> 10,
-            self.before.page_tables >> 10
+            self.before.page_tables >> 10,
+            mib(self.after.rss)
         )?;
         let s = &self.pool;
         writeln!(

@@ -43,36 +43,62 @@ impl PinView for State {
 
 /// The guest's operations (its `op` export's `kind`; see
 /// `guests/wat-soak/soak_tenant.wat`).
-#[allow(missing_docs)] // each is named after what the guest does
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Op {
+    /// Pin and unpin one page (resolves the guest's memory); the page size.
     Hello = 0,
+    /// Open file `arg` (registered; reopened for direct I/O where allowed).
     Open,
+    /// Unregister and drop everything `Open` made for file `arg`.
     Close,
+    /// `one-call-io.read-into`.
     ReadOneCall,
+    /// `one-call-io.write-from`.
     WriteOneCall,
+    /// `one-call-io.read-into-fixed` on the registered file.
     ReadFixed,
+    /// `one-call-io.write-from-fixed` on the registered file.
     WriteFixed,
+    /// `zero-copy-io.submit-read-at`, then `io-ticket.wait` (or subscribe).
     ReadTicket,
+    /// `zero-copy-io.submit-write-at`, then wait (or subscribe).
     WriteTicket,
+    /// `zero-copy-io.read-at-vectored` into three slices of one pin.
     ReadVectored,
+    /// `zero-copy-io.write-at-vectored` from three slices of one pin.
     WriteVectored,
+    /// A long-term pin of `arg` pages, released at once.
     Longterm,
+    /// One-page pins until `max_pins` refuses.
     QuotaPins,
+    /// 256 KiB pins until `max_pinned_bytes` refuses.
     QuotaPinnedBytes,
+    /// 64 KiB long-term pins until `max_longterm_bytes` refuses.
     QuotaLongterm,
+    /// `register-file` until `max_files` refuses.
     QuotaFiles,
+    /// Listeners until `max_sockets` refuses.
     QuotaSockets,
+    /// Ticketed reads until `max_tickets` refuses.
     QuotaTickets,
+    /// `tcp-listener.bind` on 127.0.0.1, any port: the port.
     Listen,
+    /// `tcp-listener.accept`.
     Accept,
+    /// `tcp-stream.connect` to 127.0.0.1:`arg`.
     Connect,
+    /// `tcp-stream.send` of a pattern until all is sent.
     Send,
+    /// `tcp-stream.recv` until `len` bytes arrived.
     Recv,
+    /// Drop the connection and the listener.
     NetClose,
+    /// Trap with reads in flight.
     TrapWithIo,
+    /// Reads in flight, then a `recv` nobody answers.
     Stall,
+    /// Spin until interrupted.
     Spin,
 }
 
