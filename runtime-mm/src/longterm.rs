@@ -144,24 +144,11 @@ pub(crate) fn reserve_fast(mm: &Mm, pfn: u64, k: u64) -> bool {
 /// page. All or nothing: `NoMem` past the memlock limit or if `mlock` fails,
 /// with nothing locked, charged or reserved. Allocation-free when the chunks
 /// are locked already (the common case of a pin beside others).
-pub(crate) fn reserve_locked(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<(), Errno> {
-    let len_pages = mm.len_pages();
-    // What each chunk of the range lacks: (word, first page to lock, pages).
-    let lacking = || {
-        segments(mm, pfn, n).filter_map(move |(p, _)| {
-            let (start, w) = chunk(mm, p)?;
-            let have = w.load(Ordering::Acquire) & LOCKED_MASK;
-            let want = mm.table.chunk_pages().min(len_pages - start);
-            (want > have).then_some((w, start + have, want - have))
-        })
-    };
-    let bytes = lacking().map(|g| g.2).sum::<u64>() << mm.page_shift();
+pub(crate) fn reserve_locked(mm: &Mm, locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<(), Errno> {
+    let charged = check_limit(mm, locked, pfn, n)?;
+    let bytes = lacking(mm, pfn, n).map(|g| g.2).sum::<u64>() << mm.page_shift();
     if bytes > 0 {
-        let charged = mm.locked_bytes.load(Ordering::Relaxed);
-        if charged.checked_add(bytes).is_none_or(|b| b > mm.memlock_limit) {
-            return Err(Errno::NoMem);
-        }
-        let grow: Vec<_> = lacking().collect();
+        let grow: Vec<_> = lacking(mm, pfn, n).collect();
         let runs = merge(grow.iter().map(|g| (g.1, g.2)));
         for (k, &(p, c)) in runs.iter().enumerate() {
             let (ptr, len) = range(mm, p, c);
@@ -187,6 +174,30 @@ pub(crate) fn reserve_locked(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64,
         }
     }
     Ok(())
+}
+
+/// What each chunk of `[pfn, pfn+n)` lacks of its locked extent: (its word,
+/// first page to lock, pages). Stable under the memory's lock.
+fn lacking(mm: &Mm, pfn: u64, n: u64) -> impl Iterator<Item = (&AtomicU64, u64, u64)> + '_ {
+    let len_pages = mm.len_pages();
+    segments(mm, pfn, n).filter_map(move |(p, _)| {
+        let (start, w) = chunk(mm, p)?;
+        let have = w.load(Ordering::Acquire) & LOCKED_MASK;
+        let want = mm.table.chunk_pages().min(len_pages - start);
+        (want > have).then_some((w, start + have, want - have))
+    })
+}
+
+/// `NoMem` if locking what the chunks of `[pfn, pfn+n)` lack would pass the
+/// memlock limit; else the bytes charged now. The slow path asks before it
+/// faults the pages in, so a refused long-term pin leaves nothing resident.
+pub(crate) fn check_limit(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<u64, Errno> {
+    let bytes = lacking(mm, pfn, n).map(|g| g.2).sum::<u64>() << mm.page_shift();
+    let charged = mm.locked_bytes.load(Ordering::Relaxed);
+    if bytes > 0 && charged.checked_add(bytes).is_none_or(|b| b > mm.memlock_limit) {
+        return Err(Errno::NoMem);
+    }
+    Ok(charged)
 }
 
 /// `(first, pages)` extents in address order, adjacent ones merged: one

@@ -32,7 +32,12 @@ pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> Result<usize, 
     if pfn >= len_pages {
         return Err(Errno::Fault);
     }
-    let n = fault_in(mm, pfn, (len_pages - pfn).min(nr as u64), req.nowait());
+    let want = (len_pages - pfn).min(nr as u64);
+    if req.longterm() && !req.nowait() {
+        // Refuse before faulting anything in (NOWAIT faults nothing in).
+        longterm::check_limit(mm, &guard, pfn, want)?;
+    }
+    let n = fault_in(mm, pfn, want, req.nowait());
     if n == 0 {
         return Err(Errno::Again);
     }

@@ -432,3 +432,35 @@ fn a_range_ending_in_a_locked_chunk_locks_only_the_rest() {
     drop(held);
     assert_eq!((m.stats().locked_bytes, our_locked_kb(&m)), (0, 0));
 }
+
+/// #22 (found by the soak): a long-term pin the memlock limit refuses
+/// faults nothing in. It used to populate every page it asked for first
+/// (64 MiB resident for a refused 64 MiB pin, until the slot's reset).
+#[test]
+fn a_refused_long_term_pin_leaves_nothing_resident() {
+    const PAGES: u64 = 256;
+    let m = Mm::new(MmConfig {
+        initial_bytes: PAGES * PAGE,
+        memlock_limit_bytes: 16 * PAGE,
+        longterm_chunks: LongtermChunks::PerPage,
+        huge_pages: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        pin_longterm_pages(&m, 0, PAGES as usize, GupFlags::WRITE).unwrap_err(),
+        Errno::NoMem
+    );
+    let mut v = vec![0u8; PAGES as usize];
+    // SAFETY: the memory's first PAGES pages are mapped for the life of `m`;
+    // mincore writes one byte per page into `v`.
+    let r = unsafe { libc::mincore(m.base().cast(), (PAGES * PAGE) as usize, v.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    let resident = v.iter().filter(|b| *b & 1 == 1).count();
+    assert_eq!(resident, 0, "pages made resident by a refused pin");
+    assert!((0..PAGES).all(|p| !m.page_state(p * PAGE).unwrap().present));
+    // A pin that fits still faults its pages in.
+    let p = pin_longterm_pages(&m, 0, 16, GupFlags::WRITE).unwrap();
+    assert!(m.page_state(15 * PAGE).unwrap().present);
+    drop(p);
+}
