@@ -62,7 +62,7 @@ fn reset(shared: &Shared, slot: u32, committed: u64) {
     // SAFETY: [0, committed) of this slot is mapped read-write; the last
     // `Arc<Mm>` on it is gone, so no pin, get, I/O or guest references it,
     // and the slot is `Resetting`, not free, so no new tenant does either.
-    unsafe { std::ptr::write_bytes(base, 0, keep as usize) };
+    unsafe { zero_kept(base, keep) };
     let mut s = shared.lock();
     s.stats.resets += 1;
     if keep == committed {
@@ -83,6 +83,42 @@ fn reset(shared: &Shared, slot: u32, committed: u64) {
     }
     drop(s);
     shared.freed.notify_all();
+}
+
+/// Zeroes `[base, base+keep)` and keeps resident only what already was:
+/// resident pages are `memset` (they stay resident for the next tenant),
+/// the others are dropped with `MADV_DONTNEED` (which also drops pages in
+/// swap), so a reset never faults in a page the tenant never touched.
+///
+/// # Safety
+/// The range must be mapped read-write and referenced by nobody.
+unsafe fn zero_kept(base: *mut u8, keep: u64) {
+    let page = crate::Mm::host_page_size() as usize;
+    let keep = keep as usize;
+    let mut resident = vec![0u8; keep / page];
+    // SAFETY: the range is mapped (the caller's contract); mincore writes
+    // one byte per page into `resident`.
+    if keep == 0 || unsafe { libc::mincore(base.cast(), keep, resident.as_mut_ptr()) } != 0 {
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(base, 0, keep) };
+        return;
+    }
+    let mut i = 0;
+    while i < resident.len() {
+        let here = resident[i] & 1;
+        let run = resident[i..].iter().take_while(|b| *b & 1 == here).count();
+        // SAFETY (of the arithmetic and the calls): the run lies inside the
+        // caller's range.
+        let (start, len) = (unsafe { base.add(i * page) }, run * page);
+        let dropped = here == 0
+            // SAFETY: as above; the pages read as zero afterwards.
+            && unsafe { rustix::mm::madvise(start.cast(), len, rustix::mm::Advice::LinuxDontNeed) }.is_ok();
+        if !dropped {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_bytes(start, 0, len) };
+        }
+        i += run;
+    }
 }
 
 /// Decommits `[keep_resident, committed)` of each slot in `batch`.
