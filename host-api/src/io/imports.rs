@@ -310,6 +310,11 @@ impl PinCtxView<'_> {
             if let Ok(b) = self.ctx.io.backend() {
                 b.cancel(t.id);
             }
+            // The guest may reuse the buffer as soon as the drop returns:
+            // wait until the kernel has let go of it (a cancel, or the end
+            // of a transfer too far along to stop: usually microseconds),
+            // at most `shutdown_wait`.
+            t.done.wait(self.ctx.io.config().shutdown_wait);
         }
         Ok(())
     }

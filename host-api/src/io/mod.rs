@@ -65,7 +65,9 @@ pub struct IoConfig {
     pub threads: usize,
     /// How long dropping the store waits for transfers already inside the
     /// kernel; past it, their threads are detached, each still holding its
-    /// transfer's pin until the syscall returns.
+    /// transfer's pin until the syscall returns. Also the longest a guest's
+    /// drop of an unfinished `io-ticket` waits for the kernel to let go of
+    /// its buffer.
     pub shutdown_wait: Duration,
     /// The longest a call may wait in a **synchronous** store (`io-ticket.wait`,
     /// socket `accept`/`connect`/`send`/`recv`), whatever timeout the guest
