@@ -174,6 +174,11 @@ impl PinMemoryCreator {
 
     /// Installs this creator in `config`, builds the engine and
     /// [`check`](Self::check)s it.
+    ///
+    /// `config` (like the engine) keeps a reference to the creator, and so
+    /// to its pool: the pool (its reservation, page tables and reset
+    /// thread) lives until the engine, every store, the creator and
+    /// `config` are all dropped.
     pub fn build_engine(self: &Arc<Self>, config: &mut Config) -> wasmtime::Result<Engine> {
         let engine = Engine::new(self.install(config))?;
         self.check(&engine)?;

@@ -56,7 +56,10 @@ pub enum BackendKind {
 /// permissions are WASI's: the embedder's `WasiCtx`.)
 #[derive(Debug, Clone)]
 pub struct IoConfig {
-    /// The asynchronous backend.
+    /// The asynchronous backend. Each store's backend is its own: io_uring
+    /// has a ring and a completion thread per store, the thread backend
+    /// `threads` workers per store (the soak's 512 tenants ran about 500
+    /// threads; `docs/SAFETY.md`, "Load and faults").
     pub backend: BackendKind,
     /// Most asynchronous transfers in flight at once, queued or running on
     /// any backend; one more is `again`.
