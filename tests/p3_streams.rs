@@ -11,7 +11,7 @@
 use host_api::{BackendKind, IoConfig, IoCounts, PinCtx};
 use runtime_mm::{Mm, PinMemoryCreator, PoolConfig};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
@@ -35,11 +35,13 @@ fn guest() -> Option<&'static [u8]> {
 
 use rust_guests::{fnv1a, p3_command as p3_guest, pattern, scratch};
 
-/// A p3 engine whose memories are `Mm`s of `creator`, and the linker with
-/// WASI 0.3 and the zero-copy streams.
+/// A p3 engine whose memories are `Mm`s of `creator` (with epoch
+/// interruption, which `run_guest` uses to make guests yield, as embedders
+/// sharing executor threads do), and the linker with WASI 0.3 and the
+/// zero-copy streams.
 fn setup(creator: &Arc<PinMemoryCreator>) -> (Engine, Linker<State>) {
     let mut config = Config::new();
-    config.wasm_component_model_async(true);
+    config.wasm_component_model_async(true).epoch_interruption(true);
     let engine = creator.build_engine(&mut config).unwrap();
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p3::add_to_linker(&mut linker).unwrap();
@@ -77,8 +79,20 @@ fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Pat
     wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite).unwrap();
     wasi.args(args).stdout(stdout.clone()).stderr(stderr.clone());
     let state = State::new(wasi.build(), PinCtx::default().with_io(io));
+    // The guest yields to the executor at every epoch tick (1 ms).
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                engine.increment_epoch();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
     let (ok, counts, memory) = rt.block_on(async {
         let mut store = Store::new(&engine, state);
+        store.epoch_deadline_async_yield_and_update(1);
         let (command, mms) = creator.capture(|| {
             // The memory is made while the instantiation future is first
             // polled; drive it here so the capture sees it.
@@ -94,6 +108,8 @@ fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Pat
         let counts = store.data().pins.io_counts();
         (ok, counts, mms[0].clone())
     });
+    stop.store(true, Ordering::Relaxed);
+    ticker.join().unwrap();
     let text = |p: &MemoryOutputPipe| String::from_utf8(p.contents().to_vec()).unwrap();
     Some(Ran {
         ok,
@@ -348,20 +364,33 @@ fn another_task_runs_while_a_large_file_streams_in() {
     let input = pattern(256 << 20);
     std::fs::write(dir.join("big.bin"), &input).unwrap();
     let args = ["p3-read", "/data/big.bin", "1048576", "read"];
-    // On the backend, and read inline from the page cache (which yields
-    // every few MiB); each on a fresh one-thread runtime with a task that
-    // counts the executor's turns (it runs whenever the stream's task lets
-    // the thread go).
+    // On the backend, and read inline from the page cache (CPU work of the
+    // store's task, as the guest's own code; epochs make both yield); each
+    // on a fresh one-thread runtime with a task that counts the turns the
+    // executor gives it.
     for inline in [false, true] {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        // Another thread pulses every millisecond; the task counts the
+        // pulses it got a turn for (a pulse while it waits for its turn
+        // coalesces with the next).
         let ticks = Arc::new(AtomicU64::new(0));
+        let (pulse, stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicBool::new(false)));
+        let pulser = {
+            let (pulse, stop) = (pulse.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    pulse.notify_one();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
         let t = ticks.clone();
         let ticker = rt.spawn(async move {
             loop {
-                tokio::task::yield_now().await;
+                pulse.notified().await;
                 t.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -373,6 +402,8 @@ fn another_task_runs_while_a_large_file_streams_in() {
         let ran = run_guest(bytes, &rt, io, &dir, &args).unwrap();
         let took = start.elapsed();
         ticker.abort();
+        stop.store(true, Ordering::Relaxed);
+        pulser.join().unwrap();
         assert!(ran.ok, "{}", ran.stderr);
         assert_eq!(
             ran.stdout,
@@ -380,9 +411,11 @@ fn another_task_runs_while_a_large_file_streams_in() {
         );
         assert_eq!(ran.counts.inline_reads > 0, inline, "{:?}", ran.counts);
         let ticks = ticks.load(Ordering::Relaxed);
-        // 256 reads of 1 MiB: inline, a yield every 2 MiB at least.
+        // The guest yields at every epoch tick (1 ms): many turns, inline
+        // reads and all.
+        let want = 32;
         assert!(
-            ticks >= 64,
+            ticks >= want,
             "inline {inline}: the other task ran {ticks} times in {took:?}"
         );
         println!("inline {inline}: {ticks} turns of the other task in {took:?}");
@@ -421,6 +454,8 @@ fn a_store_dropped_mid_stream_leaves_nothing_behind() {
     };
     rt.block_on(async {
         let mut store = Store::new(&engine, tenant(&["p3-read", "/data/big.bin", "65536", "read"]));
+        // The engine interrupts by epoch; nothing ticks here.
+        store.epoch_deadline_async_yield_and_update(1);
         let (command, mms) =
             creator.capture(|| futures_lite_block(Command::instantiate_async(&mut store, &component, &linker)));
         let (command, mm) = (command.unwrap(), mms.into_iter().next().unwrap());
@@ -454,6 +489,8 @@ fn a_store_dropped_mid_stream_leaves_nothing_behind() {
         }
         // The next tenant runs to completion on the same slot.
         let mut store = Store::new(&engine, tenant(&["p3-read", "/data/big.bin", "1048576", "read"]));
+        // The engine interrupts by epoch; nothing ticks here.
+        store.epoch_deadline_async_yield_and_update(1);
         let command = Command::instantiate_async(&mut store, &component, &linker)
             .await
             .unwrap();

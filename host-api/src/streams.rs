@@ -19,9 +19,14 @@
 //! by default ([`crate::IoConfig::stream_reads_inline`]) a read first tries
 //! `preadv2(RWF_NOWAIT)` into the pinned lent buffer on the store's thread:
 //! the page cache serves it without blocking, and only what would block
-//! (`EAGAIN`) goes to the backend as above. After [`INLINE_BUDGET`] bytes
-//! read inline in a row the producer yields once (`Pending`, woken by a task
-//! spawned on the executor) so that its other tasks run.
+//! (`EAGAIN`) goes to the backend as above. An inline read is CPU work of
+//! the store's task (one lent buffer's copy, ~0.2 ms per MiB), like the
+//! guest's own code between two awaits; an embedder that shares executor
+//! threads among guests makes them yield with epochs
+//! (`Store::epoch_deadline_async_yield_and_update`), and inline reads then
+//! yield with the guest's code. wasmtime's event loop polls a stream again
+//! before it returns to the executor, so a `Pending` from here would not
+//! yield (measured).
 //!
 //! wasmtime-wasi 48's own producer reads at most 8 KiB per poll into a host
 //! buffer on a blocking thread and copies it into the guest, unless the
@@ -90,10 +95,6 @@ type Done = Result<(), ErrorCode>;
 const MAX_TRANSFER: usize = 1 << 30;
 /// The buffer size of the fallback for host readers, as wasmtime-wasi's.
 const HOST_BUFFER: usize = 64 << 10;
-
-/// Bytes read inline in a row before a stream read yields to the executor:
-/// at page-cache speed about half a millisecond.
-const INLINE_BUDGET: u64 = 2 << 20;
 
 /// Replaces `read-via-stream`, `write-via-stream` and `append-via-stream`
 /// of `wasi:filesystem/types@0.3.0` on `linker` with the zero-copy ones.
@@ -218,8 +219,6 @@ struct Transfer<T> {
     result: Option<oneshot::Sender<Done>>,
     in_flight: Option<InFlight>,
     get: fn(&mut T) -> PinCtxView<'_>,
-    /// Bytes read inline since the last yield to the executor.
-    inline_run: u64,
 }
 
 impl<T> Transfer<T> {
@@ -230,7 +229,6 @@ impl<T> Transfer<T> {
             result: Some(result),
             in_flight: None,
             get,
-            inline_run: 0,
         }
     }
 
@@ -376,21 +374,6 @@ impl<T> Drop for Transfer<T> {
     }
 }
 
-/// Wakes this task only after the executor has had a turn: a wake from
-/// inside the poll would have wasmtime's event loop poll the stream again
-/// before it ever returns to tokio, and a wake from a task that runs at
-/// once would have tokio poll it again before the tasks that yielded.
-fn yield_to_executor(cx: &mut Context<'_>) {
-    let waker = cx.waker().clone();
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => drop(rt.spawn(async move {
-            tokio::task::yield_now().await;
-            waker.wake()
-        })),
-        Err(_) => waker.wake(),
-    }
-}
-
 /// A pin on the host pages under `[addr, addr+len)` of `mm`'s memory.
 fn pin_range(mm: &Arc<Mm>, addr: usize, len: usize, write: bool) -> Result<Arc<PinnedPages>, Errno> {
     let page = Mm::host_page_size() as usize;
@@ -449,17 +432,9 @@ impl<T: 'static> StreamProducer<T> for ReadProducer<T> {
                 return Poll::Ready(Ok(read_here(x, d)));
             };
             if inline {
-                if x.inline_run >= INLINE_BUDGET {
-                    // Let the executor's other tasks run; this read goes on
-                    // at the next poll.
-                    x.inline_run = 0;
-                    yield_to_executor(cx);
-                    return Poll::Pending;
-                }
                 match x.read_cached(&mm, addr as usize, len) {
-                    Err(Errno::Again) => x.inline_run = 0,
+                    Err(Errno::Again) => {}
                     r => {
-                        x.inline_run += u64::from(*r.as_ref().unwrap_or(&0));
                         let done = x.settle(r, |n| d.mark_written(n as usize));
                         (x.get)(store.data_mut()).ctx.io.note_inline_read();
                         return Poll::Ready(Ok(done));
