@@ -27,7 +27,8 @@ struct Run {
 /// The guests check the seed's per-page long-term accounting through
 /// `stats` (by default a THP-backed memory charges 2 MiB chunks).
 fn engine() -> (Engine, Arc<PinMemoryCreator>) {
-    let creator = PinMemoryCreator::with_longterm_chunks(MmConfig::default().memlock_limit_bytes, LongtermChunks::PerPage);
+    let creator =
+        PinMemoryCreator::with_longterm_chunks(MmConfig::default().memlock_limit_bytes, LongtermChunks::PerPage);
     let mut config = Config::new();
     creator.install(&mut config);
     (Engine::new(&config).unwrap(), creator)
