@@ -126,7 +126,8 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
     let mut blocks = Blocks::default();
     if fast {
         (done, blocks) = fast_path::take(mm, pfn, nr_pages, req);
-        mm.stats.add(Counter::FastPages, done as u64);
+        // `fast_path_pages` is what was taken less what the slow path took:
+        // no counter here (one locked RMW less per call).
         if done < nr_pages {
             mm.stats.add(Counter::FastFallbacks, 1);
         }
@@ -142,17 +143,16 @@ fn take(mm: &Mm, start: u64, nr_pages: usize, req: Request, fast: bool) -> Resul
         }
     }
     let n = done as u64;
+    // One counter per call: long-term pins have their own, from which the
+    // long-term gauge is derived.
     mm.stats.add(
-        if req.is_pin() {
-            Counter::PinAcquired
-        } else {
-            Counter::GetTaken
+        match (req.is_pin(), req.longterm()) {
+            (true, false) => Counter::PinAcquired,
+            (true, true) => Counter::LongtermAcquired,
+            (false, _) => Counter::GetTaken,
         },
         n,
     );
-    if req.longterm() {
-        mm.stats.add(Counter::Longterm, n);
-    }
     if req.0.contains(GupFlags::REMOTE) {
         mm.stats.add(Counter::Remote, n);
     }

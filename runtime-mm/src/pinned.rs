@@ -144,14 +144,16 @@ impl Drop for Held {
             // After the entries (protocol in `longterm`): the last pins of a
             // chunk unlock it, under the lock.
             longterm::release(mm, None, pfn, self.nr as u64);
-            mm.stats.sub(Counter::Longterm, self.nr as u64);
         }
         let n = self.nr as u64;
-        if self.req.is_pin() {
-            mm.stats.add(Counter::PinReleased, n);
-        } else {
-            mm.stats.add(Counter::GetPut, n);
-        }
+        mm.stats.add(
+            match (self.req.is_pin(), self.req.longterm()) {
+                (true, false) => Counter::PinReleased,
+                (true, true) => Counter::LongtermReleased,
+                (false, _) => Counter::GetPut,
+            },
+            n,
+        );
     }
 }
 

@@ -52,14 +52,19 @@ impl MmStats {
 
 #[derive(Clone, Copy)]
 pub(crate) enum Counter {
+    /// Short-term pins taken (pages).
     PinAcquired,
+    /// Short-term pins released.
     PinReleased,
+    /// Long-term pins taken: counted apart so that a call adds one counter,
+    /// and the long-term gauge is a difference.
+    LongtermAcquired,
+    /// Long-term pins released.
+    LongtermReleased,
     GetTaken,
     GetPut,
-    FastPages,
     SlowPages,
     FastFallbacks,
-    Longterm,
     Remote,
     Dirtied,
 }
@@ -85,17 +90,12 @@ impl Stats {
         }
     }
 
-    /// Adds `n` (wrapping: a gauge may be raised on one shard and lowered on another).
+    /// Adds `n` to counter `c` on this thread's shard (wrapping).
     #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
         if n != 0 {
             self.shards[shard()][c as usize].fetch_add(n, Relaxed);
         }
-    }
-
-    #[inline]
-    pub(crate) fn sub(&self, c: Counter, n: u64) {
-        self.add(c, n.wrapping_neg());
     }
 
     fn sum(&self, c: Counter) -> u64 {
@@ -105,15 +105,23 @@ impl Stats {
     }
 
     pub(crate) fn snapshot(&self, locked_bytes: u64) -> MmStats {
+        let (lt_acquired, lt_released) = (self.sum(Counter::LongtermAcquired), self.sum(Counter::LongtermReleased));
+        let foll_pin_acquired = self.sum(Counter::PinAcquired).wrapping_add(lt_acquired);
+        let foll_get_taken = self.sum(Counter::GetTaken);
+        let slow_path_pages = self.sum(Counter::SlowPages);
         MmStats {
-            foll_pin_acquired: self.sum(Counter::PinAcquired),
-            foll_pin_released: self.sum(Counter::PinReleased),
-            foll_get_taken: self.sum(Counter::GetTaken),
+            foll_pin_acquired,
+            foll_pin_released: self.sum(Counter::PinReleased).wrapping_add(lt_released),
+            foll_get_taken,
             foll_get_put: self.sum(Counter::GetPut),
-            fast_path_pages: self.sum(Counter::FastPages),
-            slow_path_pages: self.sum(Counter::SlowPages),
+            // Every page taken was taken by one path or the other. (Read
+            // while calls run, the sums may be a call apart: saturate.)
+            fast_path_pages: foll_pin_acquired
+                .wrapping_add(foll_get_taken)
+                .saturating_sub(slow_path_pages),
+            slow_path_pages,
             fast_fallbacks: self.sum(Counter::FastFallbacks),
-            longterm_pinned_pages: self.sum(Counter::Longterm),
+            longterm_pinned_pages: lt_acquired.wrapping_sub(lt_released),
             remote_pages: self.sum(Counter::Remote),
             dirtied_pages: self.sum(Counter::Dirtied),
             locked_bytes,
