@@ -794,6 +794,20 @@ fn the_quarantine_limit_refuses_new_memories_until_pins_go() {
     let s = pool.stats();
     assert_eq!((s.quarantined, s.peak_quarantined, s.live), (0, 1, 1), "{s:?}");
     drop(b);
+
+    // A limit of 0: memories come while nothing is quarantined.
+    let pool = MemoryPool::new(PoolConfig {
+        max_quarantined: 0,
+        ..small(2)
+    })
+    .unwrap();
+    let a = pool.alloc(64 * KIB, None).unwrap();
+    let pin = pin_user_pages(&a, 0, 1, GupFlags::WRITE).unwrap();
+    pool.release(a);
+    assert!(matches!(pool.alloc(0, None), Err(PoolError::QuarantineFull { .. })));
+    drop(pin);
+    settle(&pool);
+    pool.alloc(0, None).expect("nothing quarantined");
 }
 
 /// #22.2: pooled memories are THP-backed like `Mm::new` ones (on a host

@@ -533,7 +533,8 @@ impl MemoryPool {
 
         let (slot, mut accessible) = {
             let mut s = shared.lock();
-            if s.stats.quarantined >= shared.config.max_quarantined {
+            // (A limit of 0 refuses while any slot is quarantined.)
+            if s.stats.quarantined > 0 && s.stats.quarantined >= shared.config.max_quarantined {
                 s.stats.refused += 1;
                 return Err(PoolError::QuarantineFull {
                     quarantined: s.stats.quarantined,
