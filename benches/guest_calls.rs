@@ -14,9 +14,6 @@
 //! `read_into_64k - native_pread_64k_into_guest_memory`, to compare with
 //! `empty_import`. 10000 operations per iteration.
 
-#[path = "../tests/support/wasi_state.rs"]
-mod wasi_state;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::{MmHost, PinCtx, Quotas};
 use runtime_mm::PinMemoryCreator;
@@ -60,7 +57,7 @@ fn one_call(c: &mut Criterion) {
     creator.install(&mut config);
     config.concurrency_support(false);
     let engine = wasmtime::Engine::new(&config).unwrap();
-    let mut linker = wasmtime::component::Linker::<wasi_state::State>::new(&engine);
+    let mut linker = wasmtime::component::Linker::<host_api::WasiPinHost>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     host_api::add_to_linker_sync(&mut linker).unwrap();
     let mut g = c.benchmark_group("one_call");
@@ -75,7 +72,7 @@ fn one_call(c: &mut Criterion) {
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
         wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadWrite)
             .unwrap();
-        let state = wasi_state::State::new(wasi.build(), PinCtx::new(Quotas::default()));
+        let state = host_api::WasiPinHost::new(wasi.build(), PinCtx::new(Quotas::default()));
         let mut store = wasmtime::Store::new(&engine, state);
         let instance = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         g.bench_function(name, |b| b.iter(|| instance.call_run(&mut store).unwrap().unwrap()));

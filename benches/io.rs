@@ -10,8 +10,6 @@
 
 #[path = "support/io_common.rs"]
 mod io_common;
-#[path = "../tests/support/wasi_state.rs"]
-mod wasi_state;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
@@ -104,7 +102,7 @@ fn read_256mib(c: &mut Criterion) {
         let mut config = wasmtime::Config::new();
         creator.install(&mut config);
         let engine = wasmtime::Engine::new(&config).unwrap();
-        let mut linker = wasmtime::component::Linker::<wasi_state::State>::new(&engine);
+        let mut linker = wasmtime::component::Linker::<host_api::WasiPinHost>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
         host_api::add_to_linker_sync(&mut linker).unwrap();
         let component =
@@ -113,7 +111,7 @@ fn read_256mib(c: &mut Criterion) {
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
         wasi.preopened_dir(&dir, ".", wasmtime_wasi::FsPerms::ReadWrite)
             .unwrap();
-        let state = wasi_state::State::new(wasi.build(), host_api::PinCtx::default());
+        let state = host_api::WasiPinHost::new(wasi.build(), host_api::PinCtx::default());
         let mut store = wasmtime::Store::new(&engine, state);
         let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         g.bench_function("wasi_p2_input_stream", |bch| {

@@ -39,11 +39,10 @@
 
 #[path = "support/io_common.rs"]
 mod io_common;
-#[path = "../tests/support/wasi_state.rs"]
-mod wasi_state;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use host_api::WasiPinHost as State;
 use host_api::{IoConfig, PinCtx, PinCtxView, PinView, Quotas};
 use io_common::{input, AlignedBuf, SIZE};
 use runtime_mm::PinMemoryCreator;
@@ -52,7 +51,6 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasi_state::State;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Config, Engine, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;

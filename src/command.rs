@@ -4,62 +4,26 @@
 
 use crate::options::WasiOptions;
 use crate::{wasi, RunArgs};
-use host_api::{PinCtx, PinCtxView, PinView};
+use host_api::PinCtx;
 use std::path::Path;
 use std::process::ExitCode;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command as WasiCommand;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The store of a WASI command component (0.2 or 0.3): wasmtime-wasi's
 /// context, the pin imports' context, and the one table both keep their
 /// resources in.
-pub struct CommandState {
-    wasi: WasiCtx,
-    pub pins: PinCtx,
-    table: ResourceTable,
-}
+pub type CommandState = host_api::WasiPinHost;
 
-impl CommandState {
-    /// A command's state: its WASI context, from the options (see
-    /// [`wasi::builder`]), and its pin context.
-    pub fn new(path: &Path, args: &RunArgs, opts: &WasiOptions, guest_args: &[String]) -> wasmtime::Result<Self> {
-        Ok(CommandState {
-            wasi: wasi::builder(path, args, opts, guest_args)?.build(),
-            pins: wasi::pins(args, opts),
-            table: ResourceTable::new(),
-        })
-    }
-
-    /// A command's state from a WASI context built elsewhere (the demo's
-    /// WASI 0.3 pass, which captures stdout and blocks no thread).
-    pub fn with_ctx(wasi: WasiCtx, pins: PinCtx) -> Self {
-        CommandState {
-            wasi,
-            pins,
-            table: ResourceTable::new(),
-        }
-    }
-}
-
-impl WasiView for CommandState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl PinView for CommandState {
-    fn pins(&mut self) -> PinCtxView<'_> {
-        PinCtxView {
-            ctx: &mut self.pins,
-            table: &mut self.table,
-        }
-    }
+/// A command's state: its WASI context, from the options (see
+/// [`wasi::builder`]), and its pin context.
+pub fn state(path: &Path, args: &RunArgs, opts: &WasiOptions, guest_args: &[String]) -> wasmtime::Result<CommandState> {
+    Ok(CommandState::new(
+        wasi::builder(path, args, opts, guest_args)?.build(),
+        wasi::pins(args, opts),
+    ))
 }
 
 /// Runs a WASI 0.2 command component; returns the process's exit code (the
@@ -76,7 +40,7 @@ pub fn run(
     let mut linker = Linker::<CommandState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host_api::add_to_linker_sync(&mut linker)?;
-    let mut store = Store::new(engine, CommandState::new(path, args, opts, &guest_args)?);
+    let mut store = Store::new(engine, state(path, args, opts, &guest_args)?);
 
     let result = WasiCommand::instantiate(&mut store, component, &linker)
         .with_context(|| format!("failed to instantiate `{}`", path.display()))

@@ -237,7 +237,7 @@ fn p3_read(
         .stdout(stdout.clone())
         .stderr(stderr.clone());
     ctx.preopened_dir(dir, "/data", FsPerms::ReadOnly)?;
-    let state = CommandState::with_ctx(ctx.build(), wasi::pins(o, &WasiOptions::default()));
+    let state = CommandState::new(ctx.build(), wasi::pins(o, &WasiOptions::default()));
     let (took, ok) = runtime.block_on(async {
         let mut store = Store::new(engine, state);
         let start = Instant::now();

@@ -33,7 +33,7 @@ pub fn run(
     // buffers, with no executor thread blocked.
     host_api::add_p3_streams_to_linker(&mut linker)?;
     host_api::add_to_linker_async(&mut linker)?;
-    let state = CommandState::new(path, args, opts, &guest_args)?;
+    let state = crate::command::state(path, args, opts, &guest_args)?;
 
     // As `wasmtime run`: a multi-threaded runtime with I/O (sockets) and
     // timers (clocks), driven from this thread.

@@ -13,13 +13,10 @@
 //! Both link `guests/rust-wasi/wasip1-start`; `docs/GUESTS.md` has the causes.
 //! Each prints byte counts and FNV-1a 64 checksums, compared with the host's.
 
-#[path = "support/wasi_state.rs"]
-mod wasi_state;
-
 use host_api::PinCtx;
+use host_api::WasiPinHost as State;
 use runtime_mm::PinMemoryCreator;
 use std::path::Path;
-use wasi_state::State;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;

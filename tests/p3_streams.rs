@@ -24,10 +24,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 mod backends;
 #[path = "support/rust_guests.rs"]
 mod rust_guests;
-#[path = "support/wasi_state.rs"]
-mod wasi_state;
 
-use wasi_state::State;
+use host_api::WasiPinHost as State;
 
 fn guest() -> Option<&'static [u8]> {
     p3_guest("p3-read")

@@ -4,9 +4,6 @@
 //! own pooling allocator at linker setup. (The pool's own rules are tested in
 //! `runtime-mm/tests/pool.rs`, the spec scripts on it in `tests/spec.rs`.)
 
-#[path = "support/wasi_state.rs"]
-mod wasi_state;
-
 use host_api::{IoConfig, MmHost, PinCtx, PinCtxView, PinView, Quotas};
 use runtime_mm::{gup, GupFlags, LongtermChunks, PinMemoryCreator, PoolConfig};
 use std::sync::Arc;
@@ -102,14 +99,14 @@ fn a_wasi_component_reads_zero_copy_on_the_pool() {
     std::fs::write(dir.join("input.bin"), &input).unwrap();
     let (engine, creator) = pooled(2);
     let component = Component::new(&engine, wasm_pin_guests::component("read_file").unwrap()).unwrap();
-    let mut linker = Linker::<wasi_state::State>::new(&engine);
+    let mut linker = Linker::<host_api::WasiPinHost>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     host_api::add_to_linker_sync(&mut linker).unwrap();
     for _ in 0..3 {
         let mut wasi = WasiCtx::builder();
         wasi.preopened_dir(&dir, "/", FsPerms::ReadWrite).unwrap();
         let pins = PinCtx::default().with_io(IoConfig::default());
-        let mut store = Store::new(&engine, wasi_state::State::new(wasi.build(), pins));
+        let mut store = Store::new(&engine, host_api::WasiPinHost::new(wasi.build(), pins));
         let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         assert_eq!(guest.call_run(&mut store).unwrap(), Ok(()));
         let mm = store.data().pins.memory().expect("the guest pinned").clone();

@@ -9,15 +9,13 @@
 
 #[path = "support/backends.rs"]
 mod backends;
-#[path = "support/wasi_state.rs"]
-mod wasi_state;
 
 use backends::backends;
+use host_api::WasiPinHost as State;
 use host_api::{BackendKind, IoConfig, PinCtx, Quotas};
 use runtime_mm::{Mm, PinMemoryCreator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wasi_state::State;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx};

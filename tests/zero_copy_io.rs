@@ -25,8 +25,6 @@ use wasmtime_wasi::{FsPerms, OpenMode};
 
 #[path = "support/backends.rs"]
 mod backends;
-#[path = "support/wasi_state.rs"]
-mod wasi_state;
 
 use backends::backends;
 
@@ -794,7 +792,7 @@ fn a_guest_trap_with_io_in_flight_leaves_the_host_clean() {
             backend,
             ..IoConfig::default()
         });
-        let mut store = wasmtime::Store::new(&engine, wasi_state::State::new(wasi.build(), pins));
+        let mut store = wasmtime::Store::new(&engine, host_api::WasiPinHost::new(wasi.build(), pins));
         let guest = host_api::TestGuest::instantiate(&mut store, &component, &linker).unwrap();
         let err = guest.call_run(&mut store).expect_err("the guest traps");
         assert!(format!("{err:?}").contains("unreachable"), "{err:?}");

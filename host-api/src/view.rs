@@ -32,6 +32,7 @@
 use crate::ctx::PinCtx;
 use crate::quotas::Quotas;
 use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The pin imports' view of a store: its [`PinCtx`] and the shared table.
 pub struct PinCtxView<'a> {
@@ -104,6 +105,48 @@ impl PinView for MmHost {
     fn pins(&mut self) -> PinCtxView<'_> {
         PinCtxView {
             ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The store data of an embedding that runs WASI guests with the pin
+/// imports: wasmtime-wasi's context, the pin context, and the one table both
+/// keep their resources in (what `wasm-pin run`, the soak and the tests
+/// use). An embedder with more state writes its own, as this one does.
+pub struct WasiPinHost {
+    /// wasmtime-wasi's context.
+    pub wasi: WasiCtx,
+    /// The pin state.
+    pub pins: PinCtx,
+    /// The store's resource table, shared by WASI and the pin imports.
+    pub table: ResourceTable,
+}
+
+impl WasiPinHost {
+    /// A store's data with a fresh table.
+    pub fn new(wasi: WasiCtx, pins: PinCtx) -> WasiPinHost {
+        WasiPinHost {
+            wasi,
+            pins,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for WasiPinHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PinView for WasiPinHost {
+    fn pins(&mut self) -> PinCtxView<'_> {
+        PinCtxView {
+            ctx: &mut self.pins,
             table: &mut self.table,
         }
     }

@@ -4,42 +4,19 @@
 use super::faults::is_pool_exhausted;
 use super::ledger::FileShadow;
 use super::Shared;
-use host_api::{IoConfig, PinCtx, PinCtxView, PinView, Quotas};
+use host_api::{IoConfig, PinCtx, Quotas};
 use runtime_mm::Mm;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{ResourceTable, TypedFunc};
+use wasmtime::component::TypedFunc;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// A tenant store's data: WASI, the pin imports' context, one table.
-pub struct State {
-    wasi: WasiCtx,
-    /// The pin imports' state (quotas, usage, backend).
-    pub pins: PinCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl PinView for State {
-    fn pins(&mut self) -> PinCtxView<'_> {
-        PinCtxView {
-            ctx: &mut self.pins,
-            table: &mut self.table,
-        }
-    }
-}
+pub type State = host_api::WasiPinHost;
 
 /// The guest's operations (its `op` export's `kind`; see
 /// `guests/wat-soak/soak_tenant.wat`).
@@ -299,14 +276,7 @@ impl Tenant {
         let pins = PinCtx::new(quotas)
             .with_io(IoConfig::default())
             .socket_addr_check(loopback);
-        let mut store = Store::new(
-            &shared.engine,
-            State {
-                wasi,
-                pins,
-                table: ResourceTable::new(),
-            },
-        );
+        let mut store = Store::new(&shared.engine, State::new(wasi, pins));
         // Long guest calls yield to the executor at each epoch tick.
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         store.set_epoch_deadline(1);
