@@ -334,6 +334,15 @@ impl Shared {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits on `freed` (a reset finished) for at most `timeout`.
+    fn wait_freed<'a>(&self, s: MutexGuard<'a, Slots>, timeout: Duration) -> MutexGuard<'a, Slots> {
+        // As in `lock`: poisoning carries no broken invariant.
+        match self.freed.wait_timeout(s, timeout) {
+            Ok((s, _)) => s,
+            Err(p) => p.into_inner().0,
+        }
+    }
+
     fn slot_base(&self, slot: u32) -> *mut u8 {
         debug_assert!(slot < self.config.slots);
         // SAFETY (of the arithmetic): slot < slots (every index comes from the
@@ -472,10 +481,7 @@ impl MemoryPool {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
-            s = match self.shared.freed.wait_timeout(s, left) {
-                Ok((s, _)) => s,
-                Err(p) => p.into_inner().0,
-            };
+            s = self.shared.wait_freed(s, left);
         }
     }
 
@@ -569,10 +575,7 @@ impl MemoryPool {
                         resetting: st.resetting,
                     });
                 }
-                s = match shared.freed.wait_timeout(s, until - now) {
-                    Ok((s, _)) => s,
-                    Err(p) => p.into_inner().0,
-                };
+                s = shared.wait_freed(s, until - now);
             };
             s.set(slot, SlotState::Live);
             s.stats.allocated += 1;
