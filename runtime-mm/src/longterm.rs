@@ -262,7 +262,11 @@ pub(crate) fn release(mm: &Mm, locked: Option<&MutexGuard<'_, Inner>>, pfn: u64,
     if let Some(r) = run {
         unlock(mm, r);
     }
-    mm.locked_bytes.fetch_sub(pages << mm.page_shift(), Ordering::Relaxed);
+    if pages > 0 {
+        // Only when a chunk was unlocked: a locked RMW on a shared word
+        // is a sizeable part of a one-page unpin.
+        mm.locked_bytes.fetch_sub(pages << mm.page_shift(), Ordering::Relaxed);
+    }
     drop(guard);
 }
 
