@@ -78,18 +78,20 @@ use crate::primitive::{AtomicU64, Ordering};
 use crate::{longterm, Mm};
 
 /// The whole blocks a call took on their block words (see
-/// [`crate::page_table`]): `n` blocks from page `first`. Everything else it
-/// took, it took per page.
+/// [`crate::page_table`]): `n` blocks from the first block boundary at or
+/// after the call's first page (the walk takes the head before it per page).
+/// Everything else it took, it took per page. Only a count, so that a held
+/// range stays small: a caller may keep one per page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Blocks {
-    pub first: u64,
-    pub n: u64,
+    pub n: u32,
 }
 
 impl Blocks {
-    /// The pages they cover.
-    pub(crate) fn pages(self) -> std::ops::Range<u64> {
-        self.first..self.first + self.n * BLOCK_PAGES
+    /// The pages they cover, for a call whose first page was `pfn`.
+    pub(crate) fn pages(self, pfn: u64) -> std::ops::Range<u64> {
+        let first = pfn.next_multiple_of(BLOCK_PAGES);
+        first..first + u64::from(self.n) * BLOCK_PAGES
     }
 }
 
@@ -120,11 +122,9 @@ pub(crate) fn take(mm: &Mm, pfn: u64, nr: usize, req: Request) -> (usize, Blocks
     if done < head {
         return (done as usize, none);
     }
-    let mut blocks = Blocks {
-        first: pfn + done,
-        n: 0,
-    };
-    while avail - done >= BLOCK_PAGES {
+    debug_assert_eq!(pfn + done, pfn.next_multiple_of(BLOCK_PAGES), "Blocks::pages");
+    let mut blocks = none;
+    while avail - done >= BLOCK_PAGES && blocks.n < u32::MAX {
         match mm.table.block(pfn + done) {
             Some(b) if try_take_block(b, req) => {
                 done += BLOCK_PAGES;

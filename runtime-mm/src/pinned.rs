@@ -76,7 +76,7 @@ impl Held {
         let table = &self.mm.table;
         let pfn = self.start >> self.mm.page_shift();
         let end = pfn + self.nr as u64;
-        let b = self.blocks.pages();
+        let b = self.blocks.pages(pfn);
         let (head_end, tail_start) = if self.blocks.n == 0 {
             (end, end)
         } else {
@@ -311,5 +311,19 @@ impl std::fmt::Debug for PinnedPages {
 impl std::fmt::Debug for GotPages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.debug("GotPages", f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A caller may hold one per page (gup_test keeps a pointer per page):
+    /// the handle stays at five words, and `Option` of it costs nothing.
+    #[test]
+    fn a_held_range_is_five_words() {
+        use super::{GotPages, PinnedPages};
+        use std::mem::size_of;
+        assert_eq!(size_of::<PinnedPages>(), 40);
+        assert_eq!(size_of::<GotPages>(), 40);
+        assert_eq!(size_of::<Option<PinnedPages>>(), 40);
     }
 }
