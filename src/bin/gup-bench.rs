@@ -101,22 +101,54 @@ fn parse() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// A reference taken by one call, held only to be released (timed) on drop.
-#[allow(dead_code)]
-enum Held {
-    Pin(PinnedPages),
-    Get(GotPages),
+/// The references one thread holds between its get and put phases: one
+/// handle per call, pins and gets apart (no enum tag per handle: gup_test
+/// keeps one pointer per page).
+#[derive(Default)]
+struct Held {
+    pins: Vec<PinnedPages>,
+    gets: Vec<GotPages>,
 }
 
-fn take(mm: &Arc<Mm>, o: &Opts, start: u64, n: usize) -> Held {
-    let flags = if o.write { GupFlags::WRITE } else { GupFlags::empty() };
-    let r = match o.cmd {
-        Cmd::PinFast => gup::pin_user_pages_fast(mm, start, n, flags).map(Held::Pin),
-        Cmd::PinBasic => gup::pin_user_pages(mm, start, n, flags).map(Held::Pin),
-        Cmd::PinLongterm => gup::pin_longterm_pages(mm, start, n, flags).map(Held::Pin),
-        Cmd::GupFast => gup::get_user_pages_fast(mm, start, n, flags).map(Held::Get),
-    };
-    r.unwrap_or_else(|e| panic!("{} at {start:#x} ({n} pages): {e}", o.cmd.name()))
+impl Held {
+    fn with_capacity(cmd: Cmd, n: usize) -> Held {
+        match cmd {
+            Cmd::GupFast => Held {
+                gets: Vec::with_capacity(n),
+                ..Held::default()
+            },
+            _ => Held {
+                pins: Vec::with_capacity(n),
+                ..Held::default()
+            },
+        }
+    }
+
+    /// Takes `n` pages at `start` with `o.cmd`, or panics with the error.
+    fn take(&mut self, mm: &Arc<Mm>, o: &Opts, start: u64, n: usize) {
+        let flags = if o.write { GupFlags::WRITE } else { GupFlags::empty() };
+        let fail = |e: runtime_mm::Errno| -> ! { panic!("{} at {start:#x} ({n} pages): {e}", o.cmd.name()) };
+        match o.cmd {
+            Cmd::PinFast => self
+                .pins
+                .push(gup::pin_user_pages_fast(mm, start, n, flags).unwrap_or_else(|e| fail(e))),
+            Cmd::PinBasic => self
+                .pins
+                .push(gup::pin_user_pages(mm, start, n, flags).unwrap_or_else(|e| fail(e))),
+            Cmd::PinLongterm => self
+                .pins
+                .push(gup::pin_longterm_pages(mm, start, n, flags).unwrap_or_else(|e| fail(e))),
+            Cmd::GupFast => self
+                .gets
+                .push(gup::get_user_pages_fast(mm, start, n, flags).unwrap_or_else(|e| fail(e))),
+        }
+    }
+
+    /// Releases everything (the timed put phase), keeping the capacity.
+    fn clear(&mut self) {
+        self.pins.clear();
+        self.gets.clear();
+    }
 }
 
 fn main() {
@@ -186,14 +218,14 @@ fn main() {
                 // The results array outlives the repeats, as gup_test's
                 // `pages` array is allocated before its timer: only the
                 // first repeat pays its page faults.
-                let mut held = Vec::with_capacity(pages.div_ceil(per_call));
+                let mut held = Held::with_capacity(o.cmd, pages.div_ceil(per_call));
                 for _ in 0..o.repeats {
                     barrier.wait();
                     let start = Instant::now();
                     let mut next = 0;
                     while next < pages {
                         let n = per_call.min(pages - next);
-                        held.push(take(&mm, &o, next as u64 * page, n));
+                        held.take(&mm, &o, next as u64 * page, n);
                         next += n;
                     }
                     let get = start.elapsed();
