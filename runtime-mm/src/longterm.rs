@@ -294,7 +294,7 @@ pub enum LongtermChunks {
     /// The default: 2 MiB chunks on a THP-backed memory (see
     /// [`Mm::thp_backed`](crate::Mm::thp_backed)) whose memlock limit holds
     /// at least one chunk, so long-term pins cost what the kernel's do
-    /// (~14 ns/page at 512 pages per call, `docs/BENCHMARKS.md`); one page
+    /// (~15 ns/page at 512 pages per call, ~62 at one: `docs/BENCHMARKS.md`); one page
     /// otherwise (no THP: locking 2 MiB would be 512 page locks; a smaller
     /// limit: one chunk would not fit).
     #[default]
