@@ -193,41 +193,73 @@ mod tests {
     use super::{shard, Counter, Stats, OWNED};
     use std::sync::{Arc, Barrier};
 
-    /// More threads alive at once than there are owned shards, in three
-    /// waves (so later waves reuse returned claims): no add is lost, and no
-    /// two live threads own the same shard.
+    const ADDS: u64 = 100_000;
+
+    /// Spawns `n` threads that claim their shard, wait at `gate`, add `ADDS`
+    /// to two counters, wait at `done` (if any), and return their shard.
+    fn spawn(
+        n: usize,
+        stats: &Arc<Stats>,
+        gate: &Arc<Barrier>,
+        done: Option<&Arc<Barrier>>,
+    ) -> Vec<std::thread::JoinHandle<usize>> {
+        (0..n)
+            .map(|_| {
+                let (stats, gate, done) = (stats.clone(), gate.clone(), done.cloned());
+                std::thread::spawn(move || {
+                    let mine = shard();
+                    gate.wait();
+                    for _ in 0..ADDS {
+                        stats.add(Counter::PinAcquired, 1);
+                        stats.add(Counter::PinReleased, 1);
+                    }
+                    if let Some(done) = done {
+                        done.wait();
+                    }
+                    mine
+                })
+            })
+            .collect()
+    }
+
+    /// Threads come and go while others hold their shards, and more are
+    /// alive at once than there are owned shards, in three waves: no add is
+    /// lost (the extras share the last shard, with `fetch_add`), no two
+    /// live threads own one shard, and an exiting thread's shard is claimed
+    /// again (each wave gets most of the owned shards).
     #[test]
     fn owned_shards_lose_no_add_across_threads_and_reuse() {
         let stats = Arc::new(Stats::new());
-        let threads = OWNED + 8;
+        let (holders, passers, later) = (OWNED / 2, OWNED / 2, OWNED / 2 + 8);
         for _wave in 0..3 {
-            let barrier = Arc::new(Barrier::new(threads));
-            let claims: Vec<usize> = (0..threads)
-                .map(|_| {
-                    let (stats, barrier) = (stats.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        let mine = shard();
-                        barrier.wait();
-                        for _ in 0..10_000 {
-                            stats.add(Counter::PinAcquired, 1);
-                            stats.add(Counter::PinReleased, 1);
-                        }
-                        mine
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|t| t.join().unwrap())
-                .collect();
+            // Holders claim and stay until the wave ends.
+            let gate = Arc::new(Barrier::new(holders + 1));
+            let end = Arc::new(Barrier::new(holders + later));
+            let held = spawn(holders, &stats, &gate, Some(&end));
+            gate.wait();
+            // Passers claim, add and exit while the holders live.
+            let gate = Arc::new(Barrier::new(passers));
+            for t in spawn(passers, &stats, &gate, None) {
+                t.join().unwrap();
+            }
+            // Later threads claim beside the holders (some reuse the
+            // passers' shards); all of them are alive at `end`.
+            let gate = Arc::new(Barrier::new(later));
+            let late = spawn(later, &stats, &gate, Some(&end));
+            let claims: Vec<usize> = held.into_iter().chain(late).map(|t| t.join().unwrap()).collect();
             let mut owned: Vec<_> = claims.iter().filter(|&&c| c < OWNED).collect();
             let n = owned.len();
             owned.sort();
             owned.dedup();
             assert_eq!(owned.len(), n, "two live threads owned one shard: {claims:?}");
+            assert!(
+                n >= OWNED / 2,
+                "exited threads' shards were not claimed again: {claims:?}"
+            );
             assert!(claims.contains(&OWNED), "the extra threads share the last shard");
         }
         let s = stats.snapshot(0);
-        let total = 3 * threads as u64 * 10_000;
+        let total = 3 * (holders + passers + later) as u64 * ADDS;
         assert_eq!((s.foll_pin_acquired, s.foll_pin_released), (total, total));
     }
 }
