@@ -29,6 +29,19 @@ struct Held {
 }
 
 impl Held {
+    /// `nr` pages from `start`, taken with `req` (`blocks` of them as whole
+    /// blocks), held clean until released.
+    fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request, blocks: Blocks) -> Held {
+        Held {
+            mm: mm.clone(),
+            start,
+            nr,
+            req,
+            dirty: false,
+            blocks,
+        }
+    }
+
     fn byte_len(&self) -> usize {
         self.nr << self.mm.page_shift()
     }
@@ -233,14 +246,7 @@ pub struct GotPages(Held);
 
 impl PinnedPages {
     pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request, blocks: Blocks) -> Self {
-        PinnedPages(Held {
-            mm: mm.clone(),
-            start,
-            nr,
-            req,
-            dirty: false,
-            blocks,
-        })
+        PinnedPages(Held::new(mm, start, nr, req, blocks))
     }
 
     common_accessors!();
@@ -270,14 +276,7 @@ impl PinnedPages {
 
 impl GotPages {
     pub(crate) fn new(mm: &Arc<Mm>, start: u64, nr: usize, req: Request, blocks: Blocks) -> Self {
-        GotPages(Held {
-            mm: mm.clone(),
-            start,
-            nr,
-            req,
-            dirty: false,
-            blocks,
-        })
+        GotPages(Held::new(mm, start, nr, req, blocks))
     }
 
     common_accessors!();
