@@ -18,65 +18,87 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 /// A tenant store's data: WASI, the pin imports' context, one table.
 pub type State = host_api::WasiPinHost;
 
-/// The guest's operations (its `op` export's `kind`; see
-/// `guests/wat-soak/soak_tenant.wat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Op {
+/// Declares [`Op`] from one list: each variant with its doc and its name in
+/// the report; numbered from 0 in order, as the guest's `kind`.
+macro_rules! ops {
+    ($($(#[$doc:meta])* $v:ident => $name:literal,)*) => {
+        /// The guest's operations (its `op` export's `kind`; see
+        /// `guests/wat-soak/soak_tenant.wat`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Op {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Op {
+            /// Every kind, by number.
+            pub const ALL: &[Op] = &[$(Op::$v),*];
+
+            /// Its name in the report.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Op::$v => $name,)*
+                }
+            }
+        }
+    };
+}
+
+ops! {
     /// Pin and unpin one page (resolves the guest's memory); the page size.
-    Hello = 0,
+    Hello => "hello",
     /// Open file `arg` (registered; reopened for direct I/O where allowed).
-    Open,
+    Open => "open",
     /// Unregister and drop everything `Open` made for file `arg`.
-    Close,
+    Close => "close",
     /// `one-call-io.read-into`.
-    ReadOneCall,
+    ReadOneCall => "read one-call",
     /// `one-call-io.write-from`.
-    WriteOneCall,
+    WriteOneCall => "write one-call",
     /// `one-call-io.read-into-fixed` on the registered file.
-    ReadFixed,
+    ReadFixed => "read registered",
     /// `one-call-io.write-from-fixed` on the registered file.
-    WriteFixed,
+    WriteFixed => "write registered",
     /// `zero-copy-io.submit-read-at`, then `io-ticket.wait` (or subscribe).
-    ReadTicket,
+    ReadTicket => "read ticket",
     /// `zero-copy-io.submit-write-at`, then wait (or subscribe).
-    WriteTicket,
+    WriteTicket => "write ticket",
     /// `zero-copy-io.read-at-vectored` into three slices of one pin.
-    ReadVectored,
+    ReadVectored => "read vectored",
     /// `zero-copy-io.write-at-vectored` from three slices of one pin.
-    WriteVectored,
+    WriteVectored => "write vectored",
     /// A long-term pin of `arg` pages, released at once.
-    Longterm,
+    Longterm => "long-term pin",
     /// One-page pins until `max_pins` refuses.
-    QuotaPins,
+    QuotaPins => "quota pins",
     /// 256 KiB pins until `max_pinned_bytes` refuses.
-    QuotaPinnedBytes,
+    QuotaPinnedBytes => "quota pinned bytes",
     /// 64 KiB long-term pins until `max_longterm_bytes` refuses.
-    QuotaLongterm,
+    QuotaLongterm => "quota long-term",
     /// `register-file` until `max_files` refuses.
-    QuotaFiles,
+    QuotaFiles => "quota files",
     /// Listeners until `max_sockets` refuses.
-    QuotaSockets,
+    QuotaSockets => "quota sockets",
     /// Ticketed reads until `max_tickets` refuses.
-    QuotaTickets,
+    QuotaTickets => "quota tickets",
     /// `tcp-listener.bind` on 127.0.0.1, any port: the port.
-    Listen,
+    Listen => "tcp listen",
     /// `tcp-listener.accept`.
-    Accept,
+    Accept => "tcp accept",
     /// `tcp-stream.connect` to 127.0.0.1:`arg`.
-    Connect,
+    Connect => "tcp connect",
     /// `tcp-stream.send` of a pattern until all is sent.
-    Send,
+    Send => "tcp send",
     /// `tcp-stream.recv` until `len` bytes arrived.
-    Recv,
+    Recv => "tcp recv",
     /// Drop the connection and the listener.
-    NetClose,
+    NetClose => "tcp close",
     /// Trap with reads in flight.
-    TrapWithIo,
+    TrapWithIo => "trap with I/O",
     /// Reads in flight, then a `recv` nobody answers.
-    Stall,
+    Stall => "stall",
     /// Spin until interrupted.
-    Spin,
+    Spin => "spin",
 }
 
 impl Op {
@@ -93,74 +115,11 @@ impl Op {
     ];
 
     /// Number of kinds.
-    pub const COUNT: usize = Op::Spin as usize + 1;
+    pub const COUNT: usize = Op::ALL.len();
 
-    /// Its name in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Hello => "hello",
-            Op::Open => "open",
-            Op::Close => "close",
-            Op::ReadOneCall => "read one-call",
-            Op::WriteOneCall => "write one-call",
-            Op::ReadFixed => "read registered",
-            Op::WriteFixed => "write registered",
-            Op::ReadTicket => "read ticket",
-            Op::WriteTicket => "write ticket",
-            Op::ReadVectored => "read vectored",
-            Op::WriteVectored => "write vectored",
-            Op::Longterm => "long-term pin",
-            Op::QuotaPins => "quota pins",
-            Op::QuotaPinnedBytes => "quota pinned bytes",
-            Op::QuotaLongterm => "quota long-term",
-            Op::QuotaFiles => "quota files",
-            Op::QuotaSockets => "quota sockets",
-            Op::QuotaTickets => "quota tickets",
-            Op::Listen => "tcp listen",
-            Op::Accept => "tcp accept",
-            Op::Connect => "tcp connect",
-            Op::Send => "tcp send",
-            Op::Recv => "tcp recv",
-            Op::NetClose => "tcp close",
-            Op::TrapWithIo => "trap with I/O",
-            Op::Stall => "stall",
-            Op::Spin => "spin",
-        }
-    }
-
-    /// Every kind, by number.
+    /// [`Op::ALL`], by value.
     pub fn all() -> impl Iterator<Item = Op> {
-        use Op::*;
-        [
-            Hello,
-            Open,
-            Close,
-            ReadOneCall,
-            WriteOneCall,
-            ReadFixed,
-            WriteFixed,
-            ReadTicket,
-            WriteTicket,
-            ReadVectored,
-            WriteVectored,
-            Longterm,
-            QuotaPins,
-            QuotaPinnedBytes,
-            QuotaLongterm,
-            QuotaFiles,
-            QuotaSockets,
-            QuotaTickets,
-            Listen,
-            Accept,
-            Connect,
-            Send,
-            Recv,
-            NetClose,
-            TrapWithIo,
-            Stall,
-            Spin,
-        ]
-        .into_iter()
+        Op::ALL.iter().copied()
     }
 
     /// Reads return `n << 32 | fnv`.
