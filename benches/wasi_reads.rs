@@ -5,7 +5,7 @@
 //!   only: `std::fs::File::read` into one `vec![0u8; buf]`) reads the file,
 //!   (a) `native_p1`: its `wasm32-wasip1` core module on wasmtime-wasi's
 //!   preview1 as `wasm-pin run` runs it (`src/p1.rs`: the engine of
-//!   `src/main.rs`, `WasiP1Ctx` + `host_api::add_to_core_linker`, `_start`),
+//!   `src/main.rs`, `host_api::WasiP1PinHost` + `add_to_core_linker`, `_start`),
 //!   (b) `adapter_p2`: the same program componentized with the preview1
 //!   command adapter on wasmtime-wasi's p2 (sync) + the pin imports
 //!   (`src/command.rs`), (c) `native_loop`: a host `File::read` loop into a
@@ -43,7 +43,7 @@ mod io_common;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use host_api::WasiPinHost as State;
-use host_api::{IoConfig, PinCtx, PinCtxView, PinView, Quotas};
+use host_api::{IoConfig, PinCtx, Quotas, WasiP1PinHost};
 use io_common::{input, AlignedBuf, SIZE};
 use runtime_mm::PinMemoryCreator;
 use std::io::Read as _;
@@ -51,9 +51,8 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Module, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -249,32 +248,16 @@ fn text(p: &MemoryOutputPipe) -> String {
 // ---------------------------------------------------------------------------
 // Issue 20: an unmodified preview1 program.
 
-/// The store of a core module, as `src/p1.rs`'s.
-struct P1State {
-    wasi: WasiP1Ctx,
-    pins: PinCtx,
-    table: ResourceTable,
-}
-
-impl PinView for P1State {
-    fn pins(&mut self) -> PinCtxView<'_> {
-        PinCtxView {
-            ctx: &mut self.pins,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// `p1-read` as a core module, linked as `src/p1.rs` links it.
 struct P1 {
     engine: Engine,
-    pre: wasmtime::InstancePre<P1State>,
+    pre: wasmtime::InstancePre<WasiP1PinHost>,
 }
 
 impl P1 {
     fn new(engine: &Engine, creator: &Arc<PinMemoryCreator>, bytes: &[u8]) -> P1 {
         let module = Module::new(engine, bytes).unwrap();
-        let mut linker = wasmtime::Linker::<P1State>::new(engine);
+        let mut linker = wasmtime::Linker::<WasiP1PinHost>::new(engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).unwrap();
         host_api::add_to_core_linker(&mut linker, creator).unwrap();
         P1 {
@@ -290,11 +273,7 @@ impl P1 {
         let size = buf.to_string();
         // `src/wasi.rs`: the CLI lets a program block its own thread.
         let mut wasi = wasi_ctx(dir, &["p1-read", &path, &size], true, &stdout, &stderr);
-        let state = P1State {
-            wasi: wasi.build_p1(),
-            pins: cli_pins(),
-            table: ResourceTable::new(),
-        };
+        let state = WasiP1PinHost::new(wasi.build_p1(), cli_pins());
         let mut store = Store::new(&self.engine, state);
         let instance = self.pre.instantiate(&mut store).unwrap();
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap();

@@ -6,32 +6,13 @@
 
 use crate::options::WasiOptions;
 use crate::{wasi, RunArgs};
-use host_api::{PinCtx, PinCtxView, PinView};
+use host_api::WasiP1PinHost;
 use runtime_mm::PinMemoryCreator;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
 use wasmtime::error::Context as _;
 use wasmtime::{bail, Engine, Instance, Linker, Module, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
-
-/// The store of a core module: WASI preview1's context (which keeps its
-/// own table), and the pin imports' context with theirs.
-pub struct P1State {
-    wasi: WasiP1Ctx,
-    pins: PinCtx,
-    table: ResourceTable,
-}
-
-impl PinView for P1State {
-    fn pins(&mut self) -> PinCtxView<'_> {
-        PinCtxView {
-            ctx: &mut self.pins,
-            table: &mut self.table,
-        }
-    }
-}
 
 /// Runs a core module: instantiates it, calls `_initialize` if it exports
 /// one (a reactor), then its default function, the export `""` or else
@@ -46,17 +27,16 @@ pub fn run(
     opts: &WasiOptions,
     guest_args: Vec<String>,
 ) -> wasmtime::Result<ExitCode> {
-    let mut linker = Linker::<P1State>::new(engine);
+    let mut linker = Linker::<WasiP1PinHost>::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)?;
     if opts.preview0 {
         wasmtime_wasi::p0::add_to_linker_sync(&mut linker, |s| &mut s.wasi)?;
     }
     host_api::add_to_core_linker(&mut linker, creator)?;
-    let state = P1State {
-        wasi: wasi::builder(path, args, opts, &guest_args)?.build_p1(),
-        pins: wasi::pins(args, opts),
-        table: ResourceTable::new(),
-    };
+    let state = WasiP1PinHost::new(
+        wasi::builder(path, args, opts, &guest_args)?.build_p1(),
+        wasi::pins(args, opts),
+    );
     let mut store = Store::new(engine, state);
     let result = linker
         .instantiate(&mut store, module)
@@ -67,7 +47,7 @@ pub fn run(
 }
 
 /// `_initialize`, then `""` or `_start`.
-fn run_instance(store: &mut Store<P1State>, instance: Instance) -> wasmtime::Result<()> {
+fn run_instance(store: &mut Store<WasiP1PinHost>, instance: Instance) -> wasmtime::Result<()> {
     if let Some(init) = instance.get_func(&mut *store, "_initialize") {
         init.typed::<(), ()>(&*store)?.call(&mut *store, ())?;
     }

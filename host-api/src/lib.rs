@@ -101,7 +101,7 @@ pub use net::SocketAddrCheck;
 pub use pins::{fnv1a, GuestGrant, GuestPin, GuestPinVec};
 pub use quotas::{Objects, Quotas};
 pub use streams::add_p3_streams_to_linker;
-pub use view::{HasPin, MmHost, PinCtxView, PinView, WasiPinHost};
+pub use view::{HasPin, MmHost, PinCtxView, PinView, WasiP1PinHost, WasiPinHost};
 
 use wasmtime::component::Linker;
 use wasmtime::Result;

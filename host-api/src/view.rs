@@ -32,6 +32,7 @@
 use crate::ctx::PinCtx;
 use crate::quotas::Quotas;
 use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The pin imports' view of a store: its [`PinCtx`] and the shared table.
@@ -144,6 +145,77 @@ impl WasiView for WasiPinHost {
 }
 
 impl PinView for WasiPinHost {
+    fn pins(&mut self) -> PinCtxView<'_> {
+        PinCtxView {
+            ctx: &mut self.pins,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The store data of a WASI preview1 core module (a `wasm32-wasip1`
+/// program) with the core-ABI pin imports, as `wasm-pin run` runs one:
+/// wasmtime-wasi's p1 context, which keeps its own descriptor table, and the
+/// pin context with the table its handles live in.
+///
+/// Compose it as `wasmtime run` composes p1 (`wasmtime_wasi::p1`,
+/// `add_to_linker_sync` or `_async`) with [`add_to_core_linker`](crate::add_to_core_linker)
+/// beside it on one linker. The module's own memory comes from the engine's
+/// [`PinMemoryCreator`](runtime_mm::PinMemoryCreator), so the pin imports
+/// pin it in place:
+///
+/// ```
+/// use host_api::{PinCtx, Quotas, WasiP1PinHost};
+/// use runtime_mm::PinMemoryCreator;
+/// use wasmtime::{Config, Engine, Linker, Module, Store};
+/// use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+///
+/// let creator = PinMemoryCreator::new();
+/// let mut config = Config::new();
+/// creator.install(&mut config);
+/// let engine = Engine::new(&config)?;
+/// let mut linker = Linker::<WasiP1PinHost>::new(&engine);
+/// wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)?;
+/// host_api::add_to_core_linker(&mut linker, &creator)?;
+/// // Pins its first page for writing, unpins it dirty, exits with 40 + what
+/// // `unpin` returned (0: done).
+/// let module = Module::new(&engine, r#"(module
+///     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+///     (import "wasm-pin:mm/gup@0.1.0" "pin-user-pages-fast" (func $pin (param i64 i32 i32) (result i32)))
+///     (import "wasm-pin:mm/gup@0.1.0" "unpin" (func $unpin (param i32 i32) (result i32)))
+///     (memory (export "memory") 1)
+///     (func (export "_start")
+///         (call $exit (i32.add (i32.const 40)
+///             (call $unpin (call $pin (i64.const 0) (i32.const 1) (i32.const 1)) (i32.const 1))))))"#)?;
+/// let data = WasiP1PinHost::new(WasiCtxBuilder::new().build_p1(), PinCtx::new(Quotas::default()));
+/// let mut store = Store::new(&engine, data);
+/// let instance = linker.instantiate(&mut store, &module)?;
+/// let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+/// let exit = start.call(&mut store, ()).unwrap_err();
+/// assert_eq!(exit.downcast_ref::<I32Exit>().map(|e| e.0), Some(40));
+/// # Ok::<(), wasmtime::Error>(())
+/// ```
+pub struct WasiP1PinHost {
+    /// wasmtime-wasi's preview1 context.
+    pub wasi: WasiP1Ctx,
+    /// The pin state.
+    pub pins: PinCtx,
+    /// The table of the pin imports' handles.
+    pub table: ResourceTable,
+}
+
+impl WasiP1PinHost {
+    /// A store's data with a fresh table.
+    pub fn new(wasi: WasiP1Ctx, pins: PinCtx) -> WasiP1PinHost {
+        WasiP1PinHost {
+            wasi,
+            pins,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl PinView for WasiP1PinHost {
     fn pins(&mut self) -> PinCtxView<'_> {
         PinCtxView {
             ctx: &mut self.pins,
