@@ -29,6 +29,8 @@ pub mod direct;
 pub(crate) mod fixed;
 mod imports;
 pub(crate) mod one_call;
+#[cfg(target_os = "linux")]
+mod reaper;
 pub(crate) mod sync;
 mod threads;
 #[cfg(target_os = "linux")]
@@ -57,9 +59,10 @@ pub enum BackendKind {
 #[derive(Debug, Clone)]
 pub struct IoConfig {
     /// The asynchronous backend. Each store's backend is its own: io_uring
-    /// has a ring and a completion thread per store, the thread backend
-    /// `threads` workers per store (the soak's 512 tenants ran about 500
-    /// threads; `docs/SAFETY.md`, "Load and faults").
+    /// has a ring per store, whose completions one reaper thread for the
+    /// whole process takes (the soak's 512 tenants ran 22-36 threads in
+    /// all; `docs/SAFETY.md`, "Load and faults"); the thread backend has
+    /// `threads` workers per store.
     pub backend: BackendKind,
     /// Most asynchronous transfers in flight at once, queued or running on
     /// any backend; one more is `again`.

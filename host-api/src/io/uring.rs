@@ -1,10 +1,11 @@
 //! The io_uring backend.
 //!
 //! One ring per guest. The guest's thread pushes submissions under the ring's
-//! lock; a reaper thread, woken by an eventfd registered with the ring, takes
-//! the completions under the same lock, drops each transfer's pin and file,
-//! and reports the outcome to its ticket, so pins are released as soon as
-//! their transfer completes, whether or not the guest polls.
+//! lock; the process's one reaper thread ([`super::reaper`]), woken by an
+//! eventfd registered with the ring, takes the completions under the same
+//! lock, drops each transfer's pin and file, and reports the outcome to its
+//! ticket, so pins are released as soon as their transfer completes,
+//! whether or not the guest polls.
 //!
 //! Long-term pins used for transfers are registered as fixed buffers (a
 //! sparse table of [`SLOTS`], `IORING_REGISTER_BUFFERS2`/`UPDATE`) and moved
@@ -14,20 +15,19 @@
 //! At most `depth` transfers are in flight; one more is `again`. Dropping the
 //! backend cancels every transfer (`ASYNC_CANCEL`) and waits for all
 //! completions, up to `shutdown_wait`. A transfer the kernel cannot cancel and
-//! does not finish by then (a hung device) leaves the reaper **detached**: it
-//! keeps the ring, each transfer's pin and file, and a helper keeps the fixed
-//! buffers' pins until the reaper has seen every completion, so no kernel
-//! write ever lands in a page that is no longer pinned. The store's drop is
-//! never blocked for longer than the wait.
+//! does not finish by then (a hung device) leaves the ring **detached**: the
+//! reaper keeps it, each transfer's pin and file, and the fixed buffers'
+//! pins until it has seen every completion, so no kernel write ever lands in
+//! a page that is no longer pinned. The store's drop is never blocked for
+//! longer than the wait.
 
 use super::{Backend, BackendKind, IoCounts, Op};
 use io_uring::{opcode, types, IoUring};
 use runtime_mm::{Errno, PinnedPages};
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Fixed-buffer slots per ring.
@@ -35,26 +35,56 @@ pub(crate) const SLOTS: u32 = 64;
 /// `user_data` of cancellation requests, whose completions are ignored.
 const CANCEL_TAG: u64 = u64::MAX;
 
-struct Ring {
+pub(crate) struct Ring {
     ring: IoUring,
     ops: HashMap<u64, Op>,
 }
 
-struct Shared {
+/// A ring as its owner and the reaper share it. Fields drop in order: the
+/// ring (and the transfers it still tracks) before the pins in `keep`.
+pub(crate) struct Shared {
     ring: Mutex<Ring>,
-    shutdown: AtomicBool,
-    wake: OwnedFd,
+    /// Set by the owner's drop, before its wake-up write.
+    pub(crate) shutdown: AtomicBool,
+    /// Signalled by the ring on every completion (non-blocking).
+    pub(crate) wake: OwnedFd,
+    /// Whether the reaper has let the ring go (shut down, nothing pending).
+    finished: Mutex<bool>,
+    finished_cv: Condvar,
+    /// A detached ring's fixed buffers' pins, dropped with it.
+    keep: Mutex<Vec<Arc<PinnedPages>>>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Ring> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ring> {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reaper has removed the ring: wakes its owner's drop.
+    pub(crate) fn finish(&self) {
+        *self.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.finished_cv.notify_all();
+    }
+
+    /// Waits until the reaper has let the ring go, at most until `deadline`.
+    fn wait_finished(&self, deadline: Instant) -> bool {
+        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        while !*done {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            done = self
+                .finished_cv
+                .wait_timeout(done, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 }
 
 pub(crate) struct Uring {
     shared: Arc<Shared>,
-    reaper: Option<JoinHandle<()>>,
     depth: usize,
     next: u64,
     counts: IoCounts,
@@ -73,7 +103,8 @@ impl Uring {
         let depth = depth.max(1);
         // Room for one cancellation per transfer on top of the transfers.
         let ring = IoUring::new((2 * depth).next_power_of_two()).map_err(errno)?;
-        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).map_err(|e| errno(e.into()))?;
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        let wake = rustix::event::eventfd(0, flags).map_err(|e| errno(e.into()))?;
         ring.submitter().register_eventfd(wake.as_raw_fd()).map_err(errno)?;
         let free = match ring.submitter().register_buffers_sparse(SLOTS) {
             Ok(()) => (0..SLOTS as u16).rev().collect(),
@@ -86,15 +117,13 @@ impl Uring {
             }),
             shutdown: AtomicBool::new(false),
             wake,
+            finished: Mutex::new(false),
+            finished_cv: Condvar::new(),
+            keep: Mutex::new(Vec::new()),
         });
-        let s = shared.clone();
-        let reaper = std::thread::Builder::new()
-            .name("wasm-pin-uring".into())
-            .spawn(move || reap_loop(&s))
-            .map_err(errno)?;
+        super::reaper::register(&shared)?;
         Ok(Uring {
             shared,
-            reaper: Some(reaper),
             depth: depth as usize,
             next: 0,
             counts: IoCounts::default(),
@@ -109,8 +138,9 @@ fn key(pages: &Arc<PinnedPages>) -> usize {
     Arc::as_ptr(pages) as usize
 }
 
-/// Takes every completion off the ring; returns whether any transfer remains.
-fn reap(ring: &mut Ring) -> bool {
+/// Takes every completion off the ring; returns whether any transfer
+/// remains. The reaper calls it under the ring's lock.
+pub(crate) fn reap(ring: &mut Ring) -> bool {
     let done: Vec<(u64, i32)> = ring.ring.completion().map(|c| (c.user_data(), c.result())).collect();
     for (id, res) in done {
         let Some(op) = ring.ops.remove(&id) else { continue }; // CANCEL_TAG
@@ -126,18 +156,6 @@ fn reap(ring: &mut Ring) -> bool {
     // Flush submissions a failed `submit` may have left behind.
     let _ = ring.ring.submit();
     !ring.ops.is_empty()
-}
-
-fn reap_loop(shared: &Shared) {
-    let mut count = [0u8; 8];
-    loop {
-        let pending = reap(&mut shared.lock());
-        if shared.shutdown.load(Ordering::Acquire) && !pending {
-            return;
-        }
-        // Blocks until the ring posts a completion (or shutdown writes).
-        let _ = rustix::io::read(shared.wake.as_fd(), &mut count);
-    }
 }
 
 impl Backend for Uring {
@@ -255,28 +273,18 @@ impl Drop for Uring {
             let _ = ring.ring.submit();
         }
         self.shared.shutdown.store(true, Ordering::Release);
-        let _ = rustix::io::write(self.shared.wake.as_fd(), &1u64.to_ne_bytes());
-        let Some(reaper) = self.reaper.take() else { return };
-        let deadline = Instant::now() + self.shutdown_wait;
-        if super::threads::join_until(vec![reaper], deadline) == 0 {
+        let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
+        if self.shared.wait_finished(Instant::now() + self.shutdown_wait) {
             // Every transfer has completed. Fields drop in order: the ring
             // (in `shared`) before the fixed buffers' pins in `fixed`.
+            super::reaper::settle();
             return;
         }
         // Detached: the reaper still owns the ring and the transfers; the
-        // fixed buffers stay pinned until it has seen every completion.
-        let fixed = std::mem::take(&mut self.fixed);
-        let shared = self.shared.clone();
-        let keep = move || {
-            while Arc::strong_count(&shared) > 1 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            drop(shared);
-            drop(fixed);
-        };
-        let _ = std::thread::Builder::new()
-            .name("wasm-pin-uring-detached".into())
-            .spawn(keep);
+        // fixed buffers stay pinned until it has seen every completion and
+        // drops the ring, then them.
+        let fixed = std::mem::take(&mut self.fixed).into_values().map(|(_, pin)| pin);
+        self.shared.keep.lock().unwrap_or_else(|p| p.into_inner()).extend(fixed);
     }
 }
 
@@ -333,5 +341,85 @@ mod tests {
         assert_eq!(da.poll(), Some(Err(Errno::Canceled)));
         assert_eq!(db.poll(), Some(Err(Errno::Canceled)));
         assert_eq!(Arc::strong_count(&pages), 1, "the cancelled reads released their pins");
+    }
+
+    /// The reaper threads alive now (by name).
+    fn reapers() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "wasm-pin-uring")
+            .count()
+    }
+
+    /// Many rings, one reaper thread for all of them.
+    #[test]
+    fn rings_share_one_reaper_thread() {
+        let Ok(first) = Uring::new(2, Duration::from_secs(5)) else {
+            println!("skipped: io_uring is unavailable here");
+            return;
+        };
+        let rings: Vec<_> = (0..16)
+            .map(|_| Uring::new(2, Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(reapers(), 1, "17 rings, one reaper");
+        drop(rings);
+        drop(first);
+        assert!(reapers() <= 1);
+    }
+
+    /// A ring dropped with no time to wait, while a read is in the kernel and
+    /// its long-term pin is a registered fixed buffer: the drop returns at
+    /// once and the ring is detached (the reaper is held back here, so it
+    /// cannot finish first). Both the transfer's and the fixed buffer's
+    /// clone of the pin stay held until the reaper has seen the cancelled
+    /// read complete; then both are released.
+    #[test]
+    fn a_detached_ring_keeps_its_pins_until_the_kernel_is_done() {
+        let Ok(mut ring) = Uring::new(2, Duration::ZERO) else {
+            println!("skipped: io_uring is unavailable here");
+            return;
+        };
+        let mm = Mm::new(MmConfig {
+            initial_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+        let pages = Arc::new(gup::pin_longterm_pages(&mm, 0, 4, GupFlags::WRITE).unwrap());
+        ring.remember(&pages);
+        let (rx, _tx) = rustix::pipe::pipe().unwrap();
+        let done = Arc::new(Completion::default());
+        let op = Op {
+            read: true,
+            fd: Arc::new(std::fs::File::from(rx)),
+            pages: pages.clone(),
+            ptr: pages.as_mut_ptr().unwrap(),
+            len: 4096,
+            offset: 0,
+            append: false,
+            done: done.clone(),
+        };
+        ring.submit(op).unwrap();
+        let fixed = ring.fixed.len();
+        assert_eq!(Arc::strong_count(&pages), 2 + fixed);
+
+        let stall = super::super::reaper::stall();
+        let started = Instant::now();
+        drop(ring);
+        assert!(started.elapsed() < Duration::from_millis(500), "the drop did not wait");
+        assert_eq!(
+            Arc::strong_count(&pages),
+            2 + fixed,
+            "the transfer's and the fixed buffer's pins outlive the drop"
+        );
+        assert_eq!(done.poll(), None);
+        drop(stall);
+
+        let until = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&pages) > 1 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(Arc::strong_count(&pages), 1, "released once the kernel was done");
+        assert_eq!(done.poll(), Some(Err(Errno::Canceled)));
     }
 }
