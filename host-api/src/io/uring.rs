@@ -295,6 +295,32 @@ mod tests {
     use runtime_mm::{gup, GupFlags, Mm, MmConfig};
     use std::time::Duration;
 
+    /// A 1 MiB memory to pin.
+    fn memory() -> Arc<Mm> {
+        Mm::new(MmConfig {
+            initial_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A read of one page from `fd` into the start of `pages`, and its
+    /// completion.
+    fn read_into(fd: &Arc<std::fs::File>, pages: &Arc<PinnedPages>) -> (Op, Arc<Completion>) {
+        let done = Arc::new(Completion::default());
+        let op = Op {
+            read: true,
+            fd: fd.clone(),
+            pages: pages.clone(),
+            ptr: pages.as_mut_ptr().unwrap(),
+            len: 4096,
+            offset: 0,
+            append: false,
+            done: done.clone(),
+        };
+        (op, done)
+    }
+
     /// Reads from an empty pipe never complete on their own: the queue fills
     /// deterministically, and dropping the backend must cancel them, report
     /// `Canceled` and release their pins.
@@ -304,26 +330,11 @@ mod tests {
             println!("skipped: io_uring is unavailable here");
             return;
         };
-        let mm = Mm::new(MmConfig {
-            initial_bytes: 1 << 20,
-            ..Default::default()
-        })
-        .unwrap();
-        let pages = Arc::new(gup::pin_user_pages(&mm, 0, 4, GupFlags::WRITE).unwrap());
+        let pages = Arc::new(gup::pin_user_pages(&memory(), 0, 4, GupFlags::WRITE).unwrap());
         let (rx, _tx) = rustix::pipe::pipe().unwrap();
         let rx = Arc::new(std::fs::File::from(rx));
         let mut op = || {
-            let done = Arc::new(Completion::default());
-            let op = Op {
-                read: true,
-                fd: rx.clone(),
-                pages: pages.clone(),
-                ptr: pages.as_mut_ptr().unwrap(),
-                len: 4096,
-                offset: 0,
-                append: false,
-                done: done.clone(),
-            };
+            let (op, done) = read_into(&rx, &pages);
             (ring.submit(op), done)
         };
         let (a, da) = op();
@@ -380,25 +391,10 @@ mod tests {
             println!("skipped: io_uring is unavailable here");
             return;
         };
-        let mm = Mm::new(MmConfig {
-            initial_bytes: 1 << 20,
-            ..Default::default()
-        })
-        .unwrap();
-        let pages = Arc::new(gup::pin_longterm_pages(&mm, 0, 4, GupFlags::WRITE).unwrap());
+        let pages = Arc::new(gup::pin_longterm_pages(&memory(), 0, 4, GupFlags::WRITE).unwrap());
         ring.remember(&pages);
         let (rx, _tx) = rustix::pipe::pipe().unwrap();
-        let done = Arc::new(Completion::default());
-        let op = Op {
-            read: true,
-            fd: Arc::new(std::fs::File::from(rx)),
-            pages: pages.clone(),
-            ptr: pages.as_mut_ptr().unwrap(),
-            len: 4096,
-            offset: 0,
-            append: false,
-            done: done.clone(),
-        };
+        let (op, done) = read_into(&Arc::new(std::fs::File::from(rx)), &pages);
         ring.submit(op).unwrap();
         let fixed = ring.fixed.len();
         assert_eq!(Arc::strong_count(&pages), 2 + fixed);
