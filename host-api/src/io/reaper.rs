@@ -13,10 +13,13 @@
 //!   running, the registration creates the set, adds the ring and only then
 //!   starts the thread, so a thread never waits on an empty set.
 //! - **reap**: for each ready ring the thread drains the eventfd, then takes
-//!   the completions under the ring's lock ([`reap`]): each transfer's pin
-//!   and file are dropped before its ticket completes. Draining before
-//!   reaping misses nothing: a completion posted after the reap signals the
-//!   eventfd again.
+//!   the completions ([`reap`]) under the ring's transfers lock, which its
+//!   owner holds only for map operations, never across a syscall, so no
+//!   guest's submission or buffer registration delays another's
+//!   completions; each transfer's pin and file are dropped before its
+//!   ticket completes. Draining before reaping misses nothing: a
+//!   completion posted after the reap signals the eventfd again. A panic
+//!   while reaping one ring (a ticket's waker) is caught: the others go on.
 //! - **leave**: a ring whose owner has shut it down ([`Shared::shutdown`],
 //!   stored before the owner's wake-up write) and which has no transfer
 //!   left is removed from the set and the map and marked finished, which
@@ -25,9 +28,10 @@
 //!   transfers and its fixed buffers' pins ([`Shared::keep`]), until its
 //!   last completion: then the thread removes it and drops it.
 //! - **exit**: when the last ring leaves, the thread exits (the set closes
-//!   with it) and leaves its handle to be joined, by the next registration
-//!   before it starts a new thread or by the owner whose ring was the last
-//!   ([`settle`]). An idle process so has no reaper thread and no extra fd.
+//!   with it) and leaves its handle to be joined, under [`STATE`]'s lock,
+//!   by the next registration before it starts a new thread or by the owner
+//!   whose ring was the last ([`settle`]): so at most one reaper thread
+//!   exists at any time, and an idle process has none and no extra fd.
 
 use super::uring::{reap, Shared};
 use runtime_mm::Errno;
@@ -91,8 +95,10 @@ pub(crate) fn register(shared: &Arc<Shared>) -> Result<(), Errno> {
 /// by an owner after its ring finished, so a process whose rings are all
 /// gone has no reaper thread left when the last drop returns.
 pub(crate) fn settle() {
-    let exited = lock().exited.take();
-    if let Some(t) = exited {
+    let mut s = lock();
+    if let Some(t) = s.exited.take() {
+        // Under the lock, so that no registration starts a thread before
+        // this one is gone. It no longer takes the lock.
         let _ = t.join();
     }
 }
@@ -117,7 +123,7 @@ fn run(set: &OwnedFd) {
             let mut count = [0u8; 8];
             // Non-blocking: resets the counter if it was signalled.
             let _ = rustix::io::read(&shared.wake, &mut count);
-            let pending = reap(&mut shared.lock());
+            let pending = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reap(&shared))).unwrap_or(true);
             if !shared.shutdown.load(Ordering::Acquire) || pending {
                 continue;
             }

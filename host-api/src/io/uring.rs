@@ -1,11 +1,15 @@
 //! The io_uring backend.
 //!
-//! One ring per guest. The guest's thread pushes submissions under the ring's
-//! lock; the process's one reaper thread ([`super::reaper`]), woken by an
-//! eventfd registered with the ring, takes the completions under the same
-//! lock, drops each transfer's pin and file, and reports the outcome to its
-//! ticket, so pins are released as soon as their transfer completes,
-//! whether or not the guest polls.
+//! One ring per guest. The guest's thread pushes submissions, enters the
+//! kernel and registers buffers under the ring's submission lock (`sq`);
+//! the process's one reaper thread ([`super::reaper`]), woken by an eventfd
+//! registered with the ring, takes the completions under the transfers'
+//! lock (`ops`), then drops each transfer's pin and file and reports the
+//! outcome to its ticket, so pins are released as soon as their transfer
+//! completes, whether or not the guest polls. The reaper never waits for a
+//! guest's syscall: `ops` is held only for map operations and the walk of
+//! the completion queue, and a guest's long `io_uring_enter` or buffer
+//! registration (under `sq`) delays no other guest's completions.
 //!
 //! Long-term pins used for transfers are registered as fixed buffers (a
 //! sparse table of [`SLOTS`], `IORING_REGISTER_BUFFERS2`/`UPDATE`) and moved
@@ -35,15 +39,19 @@ pub(crate) const SLOTS: u32 = 64;
 /// `user_data` of cancellation requests, whose completions are ignored.
 const CANCEL_TAG: u64 = u64::MAX;
 
-pub(crate) struct Ring {
-    ring: IoUring,
-    ops: HashMap<u64, Op>,
-}
-
-/// A ring as its owner and the reaper share it. Fields drop in order: the
-/// ring (and the transfers it still tracks) before the pins in `keep`.
+/// A ring as its owner and the reaper share it. It leaves the reaper, and
+/// is dropped, only with no transfer left in `ops`; fields drop in order:
+/// the ring before the pins in `keep`.
 pub(crate) struct Shared {
-    ring: Mutex<Ring>,
+    ring: IoUring,
+    /// The submission side: only its holder touches the submission queue,
+    /// enters the kernel or updates the fixed buffers. The reaper only
+    /// tries it (to flush what a failed enter left queued).
+    sq: Mutex<()>,
+    /// The transfers the kernel may hold, by id; also the completion queue's
+    /// lock. The owner inserts a transfer before pushing it and the reaper
+    /// removes it when its completion arrives.
+    ops: Mutex<HashMap<u64, Op>>,
     /// Set by the owner's drop, before its wake-up write.
     pub(crate) shutdown: AtomicBool,
     /// Signalled by the ring on every completion (non-blocking).
@@ -56,8 +64,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    fn sq(&self) -> MutexGuard<'_, ()> {
+        self.sq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ops(&self) -> MutexGuard<'_, HashMap<u64, Op>> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes `entry` and enters the kernel, under `sq`; false if the
+    /// submission queue is full.
+    ///
+    /// # Safety
+    ///
+    /// What `entry` points at (buffer, fd) stays valid until its completion
+    /// is reaped: for a transfer, its [`Op`] is in `ops`.
+    unsafe fn push(&self, entry: &io_uring::squeue::Entry) -> bool {
+        let _sq = self.sq();
+        // SAFETY: holding `sq`, no other submission queue exists; the
+        // entry's targets are the caller's to keep valid.
+        let pushed = unsafe { self.ring.submission_shared().push(entry) }.is_ok();
+        // A failed enter leaves the entry queued; the reaper flushes it.
+        let _ = self.ring.submit();
+        pushed
     }
 
     /// The reaper has removed the ring: wakes its owner's drop.
@@ -111,10 +140,9 @@ impl Uring {
             Err(_) => Vec::new(), // before Linux 5.13: no fixed buffers
         };
         let shared = Arc::new(Shared {
-            ring: Mutex::new(Ring {
-                ring,
-                ops: HashMap::new(),
-            }),
+            ring,
+            sq: Mutex::new(()),
+            ops: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
             wake,
             finished: Mutex::new(false),
@@ -139,11 +167,20 @@ fn key(pages: &Arc<PinnedPages>) -> usize {
 }
 
 /// Takes every completion off the ring; returns whether any transfer
-/// remains. The reaper calls it under the ring's lock.
-pub(crate) fn reap(ring: &mut Ring) -> bool {
-    let done: Vec<(u64, i32)> = ring.ring.completion().map(|c| (c.user_data(), c.result())).collect();
-    for (id, res) in done {
-        let Some(op) = ring.ops.remove(&id) else { continue }; // CANCEL_TAG
+/// remains. Called by the reaper only. The transfers are taken out under
+/// `ops`, then dropped (pin and file first) and reported outside it.
+pub(crate) fn reap(shared: &Shared) -> bool {
+    let (done, pending) = {
+        let mut ops = shared.ops();
+        // SAFETY: the completion queue is read only here, under `ops`.
+        let cq = unsafe { shared.ring.completion_shared() };
+        // CANCEL_TAG completions match no transfer.
+        let done: Vec<(Op, i32)> = cq
+            .filter_map(|c| Some((ops.remove(&c.user_data())?, c.result())))
+            .collect();
+        (done, !ops.is_empty())
+    };
+    for (op, res) in done {
         let r = if res >= 0 {
             Ok(res as u32)
         } else {
@@ -153,9 +190,11 @@ pub(crate) fn reap(ring: &mut Ring) -> bool {
         drop(op); // the pin and the file go first
         completion.complete(r);
     }
-    // Flush submissions a failed `submit` may have left behind.
-    let _ = ring.ring.submit();
-    !ring.ops.is_empty()
+    // Flush what a failed enter left queued, unless the owner is entering.
+    if let Ok(_sq) = shared.sq.try_lock() {
+        let _ = shared.ring.submit();
+    }
+    pending
 }
 
 impl Backend for Uring {
@@ -175,30 +214,33 @@ impl Backend for Uring {
             (false, None) => opcode::Write::new(fd, op.ptr, op.len).offset(op.offset).build(),
         }
         .user_data(id);
-        let mut ring = self.shared.lock();
-        if ring.ops.len() >= self.depth {
-            return Err(Errno::Again);
+        {
+            let mut ops = self.shared.ops();
+            if ops.len() >= self.depth {
+                return Err(Errno::Again);
+            }
+            // Before the push: its completion may be reaped at once.
+            ops.insert(id, op);
         }
         // SAFETY: the entry's buffer is `op.ptr..+len` inside pages `op.pages`
         // keeps pinned and mapped, and its fd is `op.fd`; both stay alive in
-        // `ring.ops` until the reaper takes this entry's completion.
-        unsafe { ring.ring.submission().push(&entry) }.map_err(|_| Errno::Again)?;
-        ring.ops.insert(id, op);
+        // `ops` until the reaper takes this entry's completion.
+        if !unsafe { self.shared.push(&entry) } {
+            // Never seen by the kernel: the transfer's pin may go.
+            self.shared.ops().remove(&id);
+            return Err(Errno::Again);
+        }
         self.counts.submitted += 1;
         self.counts.fixed += u64::from(slot.is_some());
-        // A failed enter leaves the entry queued; the reaper flushes it.
-        let _ = ring.ring.submit();
         Ok(id)
     }
 
     fn cancel(&mut self, id: u64) {
-        let mut ring = self.shared.lock();
-        if ring.ops.contains_key(&id) {
+        if self.shared.ops().contains_key(&id) {
+            // (If it completes meanwhile, the cancel finds nothing.)
             let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
             // SAFETY: a cancellation carries no buffer.
-            if unsafe { ring.ring.submission().push(&entry) }.is_ok() {
-                let _ = ring.ring.submit();
-            }
+            unsafe { self.shared.push(&entry) };
         }
     }
 
@@ -207,11 +249,11 @@ impl Backend for Uring {
     }
 
     fn in_flight(&self) -> usize {
-        self.shared.lock().ops.len()
+        self.shared.ops().len()
     }
 
     fn tracked(&self) -> usize {
-        self.shared.lock().ops.len()
+        self.shared.ops().len()
     }
 
     fn counts(&self) -> IoCounts {
@@ -227,10 +269,15 @@ impl Backend for Uring {
             iov_base: pages.as_ptr().cast_mut().cast(),
             iov_len: pages.byte_len(),
         };
-        let ring = self.shared.lock();
+        let _sq = self.shared.sq();
         // SAFETY: the iovec covers pages held pinned by the clone stored in
         // `self.fixed` until `forget` replaces the slot (or the ring drops).
-        match unsafe { ring.ring.submitter().register_buffers_update(slot as u32, &[iov], None) } {
+        match unsafe {
+            self.shared
+                .ring
+                .submitter()
+                .register_buffers_update(slot as u32, &[iov], None)
+        } {
             Ok(()) => {
                 self.fixed.insert(key(pages), (slot, pages.clone()));
             }
@@ -246,15 +293,16 @@ impl Backend for Uring {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         };
-        let ring = self.shared.lock();
+        let sq = self.shared.sq();
         // SAFETY: an empty iovec clears the slot; the kernel keeps the old
         // buffer for transfers still using it, which hold their own pin.
         let _ = unsafe {
-            ring.ring
+            self.shared
+                .ring
                 .submitter()
                 .register_buffers_update(slot as u32, &[empty], None)
         };
-        drop(ring);
+        drop(sq);
         self.free.push(slot);
         drop(pin);
     }
@@ -262,27 +310,23 @@ impl Backend for Uring {
 
 impl Drop for Uring {
     fn drop(&mut self) {
-        {
-            let mut ring = self.shared.lock();
-            let ids: Vec<u64> = ring.ops.keys().copied().collect();
-            for id in ids {
-                let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
-                // SAFETY: a cancellation carries no buffer.
-                let _ = unsafe { ring.ring.submission().push(&entry) };
-            }
-            let _ = ring.ring.submit();
+        let ids: Vec<u64> = self.shared.ops().keys().copied().collect();
+        for id in ids {
+            let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
+            // SAFETY: a cancellation carries no buffer.
+            unsafe { self.shared.push(&entry) };
         }
         self.shared.shutdown.store(true, Ordering::Release);
         let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
         if self.shared.wait_finished(Instant::now() + self.shutdown_wait) {
-            // Every transfer has completed. Fields drop in order: the ring
-            // (in `shared`) before the fixed buffers' pins in `fixed`.
+            // Every transfer has completed: no buffer is in the kernel's
+            // hands (the registered ones the kernel holds itself).
             super::reaper::settle();
             return;
         }
         // Detached: the reaper still owns the ring and the transfers; the
         // fixed buffers stay pinned until it has seen every completion and
-        // drops the ring, then them.
+        // the ring is dropped, then them.
         let fixed = std::mem::take(&mut self.fixed).into_values().map(|(_, pin)| pin);
         self.shared.keep.lock().unwrap_or_else(|p| p.into_inner()).extend(fixed);
     }
@@ -397,6 +441,9 @@ mod tests {
         let (op, done) = read_into(&Arc::new(std::fs::File::from(rx)), &pages);
         ring.submit(op).unwrap();
         let fixed = ring.fixed.len();
+        if fixed == 0 {
+            println!("fixed buffers unavailable here: only the transfer's pin is checked");
+        }
         assert_eq!(Arc::strong_count(&pages), 2 + fixed);
 
         let stall = super::super::reaper::stall();
@@ -417,5 +464,45 @@ mod tests {
         }
         assert_eq!(Arc::strong_count(&pages), 1, "released once the kernel was done");
         assert_eq!(done.poll(), Some(Err(Errno::Canceled)));
+    }
+
+    /// The reaper never waits for a guest's syscall: while one owner holds
+    /// its submission lock (as during a long `io_uring_enter` or a buffer
+    /// registration), the reaper still completes that ring's transfers and
+    /// another ring's.
+    #[test]
+    fn a_busy_submitter_delays_no_completion() {
+        let (Ok(mut a), Ok(mut b)) = (
+            Uring::new(2, Duration::from_secs(5)),
+            Uring::new(2, Duration::from_secs(5)),
+        ) else {
+            println!("skipped: io_uring is unavailable here");
+            return;
+        };
+        let pages = Arc::new(gup::pin_user_pages(&memory(), 0, 2, GupFlags::WRITE).unwrap());
+        let read = |ring: &mut Uring| {
+            let (rx, tx) = rustix::pipe::pipe().unwrap();
+            let (op, done) = read_into(&Arc::new(std::fs::File::from(rx)), &pages);
+            ring.submit(op).unwrap();
+            (tx, done)
+        };
+        let (tx_a, done_a) = read(&mut a);
+        let (tx_b, done_b) = read(&mut b);
+        let busy = a.shared.sq();
+        for tx in [&tx_a, &tx_b] {
+            rustix::io::write(tx, b"data").unwrap();
+        }
+        assert_eq!(
+            done_b.wait(Duration::from_secs(5)),
+            Some(Ok(4)),
+            "the other ring's read"
+        );
+        assert_eq!(
+            done_a.wait(Duration::from_secs(5)),
+            Some(Ok(4)),
+            "the busy ring's own read"
+        );
+        drop(busy);
+        assert_eq!(Arc::strong_count(&pages), 1, "both pins released on completion");
     }
 }
