@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     hog_busy: AtomicBool,
     last_hog: Mutex<Option<Instant>>,
     pub(crate) hog_races: AtomicU64,
+    /// See [`SoakReport::cut_races`].
+    pub(crate) cut_races: AtomicU64,
     /// Every tenant file left on disk at the end, with its length.
     pub(crate) files: Mutex<Vec<(PathBuf, u64)>>,
 }
@@ -261,6 +263,7 @@ pub fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
         hog_busy: AtomicBool::new(false),
         last_hog: Mutex::new(None),
         hog_races: AtomicU64::new(0),
+        cut_races: AtomicU64::new(0),
         files: Mutex::new(Vec::new()),
     });
     let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -353,6 +356,7 @@ pub fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     problems.splice(0..0, shared.violations.list());
     let pool_refusals = shared.faults.refusals.load(Relaxed);
     let hog_races = shared.hog_races.load(Relaxed);
+    let cut_races = shared.cut_races.load(Relaxed);
     let direct_transfers = shared.direct_transfers.load(Relaxed);
     let peak_live = shared.peak_live.load(Relaxed);
     let peak_mm_page_table = shared.peak_mm_page_table.load(Relaxed);
@@ -398,6 +402,7 @@ pub fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
         faults,
         pool_refusals,
         hog_races,
+        cut_races,
         instantiations: lat.len() as u64,
         inst_p50,
         inst_p99,

@@ -45,6 +45,10 @@ pub struct SoakReport {
     /// Pool faults where a slot came free before the hogged tenant's first
     /// attempt (injected and survived, but not refused).
     pub hog_races: u64,
+    /// Reads that straddled a truncation and returned bytes past the new
+    /// end that were neither the old ones nor zeros (content POSIX leaves
+    /// undefined; their length and the bytes below the new end are checked).
+    pub cut_races: u64,
     /// Successful instantiations, and their p50 and p99 latency.
     pub instantiations: u64,
     /// p50 instantiation latency.
@@ -170,6 +174,11 @@ impl fmt::Display for SoakReport {
             f,
             "  pool refusals: {} instantiations refused and retried ({} hog races)",
             self.pool_refusals, self.hog_races
+        )?;
+        writeln!(
+            f,
+            "  reads across a truncation with an undefined tail: {}",
+            self.cut_races
         )?;
         writeln!(
             f,
