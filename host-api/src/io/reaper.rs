@@ -17,9 +17,13 @@
 //!   owner holds only for map operations, never across a syscall, so no
 //!   guest's submission or buffer registration delays another's
 //!   completions; each transfer's pin and file are dropped before its
-//!   ticket completes. Draining before reaping misses nothing: a
-//!   completion posted after the reap signals the eventfd again. A panic
-//!   while reaping one ring (a ticket's waker) is caught: the others go on.
+//!   ticket completes. (Those drops run on this thread: a last `close` on
+//!   a slow filesystem, or the unmapping of an on-demand memory whose last
+//!   reference a transfer held, delays the other rings' completions for
+//!   that long; a pooled memory only queues its reset.) Draining before
+//!   reaping misses nothing: a completion posted after the reap signals
+//!   the eventfd again. A panic while reaping one ring (a ticket's waker)
+//!   is caught: the others go on.
 //! - **leave**: a ring whose owner has shut it down ([`Shared::shutdown`],
 //!   stored before the owner's wake-up write) and which has no transfer
 //!   left is removed from the set and the map and marked finished, which
