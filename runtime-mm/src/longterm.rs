@@ -145,8 +145,7 @@ pub(crate) fn reserve_fast(mm: &Mm, pfn: u64, k: u64) -> bool {
 /// with nothing locked, charged or reserved. Allocation-free when the chunks
 /// are locked already (the common case of a pin beside others).
 pub(crate) fn reserve_locked(mm: &Mm, locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<(), Errno> {
-    let charged = check_limit(mm, locked, pfn, n)?;
-    let bytes = lacking(mm, pfn, n).map(|g| g.2).sum::<u64>() << mm.page_shift();
+    let (charged, bytes) = check_limit(mm, locked, pfn, n)?;
     if bytes > 0 {
         let grow: Vec<_> = lacking(mm, pfn, n).collect();
         let runs = merge(grow.iter().map(|g| (g.1, g.2)));
@@ -189,15 +188,16 @@ fn lacking(mm: &Mm, pfn: u64, n: u64) -> impl Iterator<Item = (&AtomicU64, u64, 
 }
 
 /// `NoMem` if locking what the chunks of `[pfn, pfn+n)` lack would pass the
-/// memlock limit; else the bytes charged now. The slow path asks before it
-/// faults the pages in, so a refused long-term pin leaves nothing resident.
-pub(crate) fn check_limit(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<u64, Errno> {
+/// memlock limit; else the bytes charged now and the bytes that locking
+/// would add. The slow path asks before it faults the pages in, so a
+/// refused long-term pin leaves nothing resident.
+pub(crate) fn check_limit(mm: &Mm, _locked: &MutexGuard<'_, Inner>, pfn: u64, n: u64) -> Result<(u64, u64), Errno> {
     let bytes = lacking(mm, pfn, n).map(|g| g.2).sum::<u64>() << mm.page_shift();
     let charged = mm.locked_bytes.load(Ordering::Relaxed);
     if bytes > 0 && charged.checked_add(bytes).is_none_or(|b| b > mm.memlock_limit) {
         return Err(Errno::NoMem);
     }
-    Ok(charged)
+    Ok((charged, bytes))
 }
 
 /// `(first, pages)` extents in address order, adjacent ones merged: one
