@@ -37,7 +37,7 @@
 //!   whose ring was the last ([`settle`]): so at most one reaper thread
 //!   exists at any time, and an idle process has none and no extra fd.
 
-use super::uring::{reap, Shared};
+use super::uring::{errno, reap, Shared};
 use runtime_mm::Errno;
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
@@ -62,10 +62,6 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
 
 fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn errno(e: std::io::Error) -> Errno {
-    Errno::from_io(&e)
 }
 
 /// Adds `shared`'s ring to the set, starting the thread if none runs.

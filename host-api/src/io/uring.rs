@@ -72,21 +72,35 @@ impl Shared {
         self.ops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Pushes `entry` and enters the kernel, under `sq`; false if the
-    /// submission queue is full.
+    /// Pushes `entries` in order, as many as the submission queue holds,
+    /// and enters the kernel once, under `sq`; false if one did not fit.
     ///
     /// # Safety
     ///
-    /// What `entry` points at (buffer, fd) stays valid until its completion
-    /// is reaped: for a transfer, its [`Op`] is in `ops`.
-    unsafe fn push(&self, entry: &io_uring::squeue::Entry) -> bool {
+    /// What each entry points at (buffer, fd) stays valid until its
+    /// completion is reaped: for a transfer, its [`Op`] is in `ops`.
+    unsafe fn push(&self, entries: &[io_uring::squeue::Entry]) -> bool {
         let _sq = self.sq();
-        // SAFETY: holding `sq`, no other submission queue exists; the
-        // entry's targets are the caller's to keep valid.
-        let pushed = unsafe { self.ring.submission_shared().push(entry) }.is_ok();
-        // A failed enter leaves the entry queued; the reaper flushes it.
+        let pushed = {
+            // SAFETY: holding `sq`, no other submission queue exists.
+            let mut sq = unsafe { self.ring.submission_shared() };
+            // SAFETY: the entries' targets are the caller's to keep valid.
+            entries.iter().all(|e| unsafe { sq.push(e) }.is_ok())
+        };
+        // A failed enter leaves the entries queued; the reaper flushes them.
         let _ = self.ring.submit();
         pushed
+    }
+
+    /// Asks the kernel to cancel the transfers `ids` (their completions
+    /// arrive as usual; a cancel of a finished one finds nothing).
+    fn cancel(&self, ids: &[u64]) {
+        let entries: Vec<_> = ids
+            .iter()
+            .map(|&id| opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG))
+            .collect();
+        // SAFETY: a cancellation carries no buffer.
+        unsafe { self.push(&entries) };
     }
 
     /// The reaper has removed the ring: wakes its owner's drop.
@@ -123,7 +137,7 @@ pub(crate) struct Uring {
     shutdown_wait: Duration,
 }
 
-fn errno(e: std::io::Error) -> Errno {
+pub(crate) fn errno(e: std::io::Error) -> Errno {
     Errno::from_io(&e)
 }
 
@@ -225,7 +239,7 @@ impl Backend for Uring {
         // SAFETY: the entry's buffer is `op.ptr..+len` inside pages `op.pages`
         // keeps pinned and mapped, and its fd is `op.fd`; both stay alive in
         // `ops` until the reaper takes this entry's completion.
-        if !unsafe { self.shared.push(&entry) } {
+        if !unsafe { self.shared.push(std::slice::from_ref(&entry)) } {
             // Never seen by the kernel: the transfer's pin may go.
             self.shared.ops().remove(&id);
             return Err(Errno::Again);
@@ -237,10 +251,7 @@ impl Backend for Uring {
 
     fn cancel(&mut self, id: u64) {
         if self.shared.ops().contains_key(&id) {
-            // (If it completes meanwhile, the cancel finds nothing.)
-            let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
-            // SAFETY: a cancellation carries no buffer.
-            unsafe { self.shared.push(&entry) };
+            self.shared.cancel(&[id]);
         }
     }
 
@@ -311,11 +322,7 @@ impl Backend for Uring {
 impl Drop for Uring {
     fn drop(&mut self) {
         let ids: Vec<u64> = self.shared.ops().keys().copied().collect();
-        for id in ids {
-            let entry = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
-            // SAFETY: a cancellation carries no buffer.
-            unsafe { self.shared.push(&entry) };
-        }
+        self.shared.cancel(&ids);
         self.shared.shutdown.store(true, Ordering::Release);
         let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
         if self.shared.wait_finished(Instant::now() + self.shutdown_wait) {
