@@ -78,15 +78,9 @@ fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Pat
     wasi.args(args).stdout(stdout.clone()).stderr(stderr.clone());
     let state = State::new(wasi.build(), PinCtx::default().with_io(io));
     // The guest yields to the executor at every epoch tick (1 ms).
-    let stop = Arc::new(AtomicBool::new(false));
     let ticker = {
-        let (engine, stop) = (engine.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                engine.increment_epoch();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
+        let engine = engine.clone();
+        EveryMs::start(move || engine.increment_epoch())
     };
     let (ok, counts, memory) = rt.block_on(async {
         let mut store = Store::new(&engine, state);
@@ -106,8 +100,7 @@ fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Pat
         let counts = store.data().pins.io_counts();
         (ok, counts, mms[0].clone())
     });
-    stop.store(true, Ordering::Relaxed);
-    ticker.join().unwrap();
+    drop(ticker);
     let text = |p: &MemoryOutputPipe| String::from_utf8(p.contents().to_vec()).unwrap();
     Some(Ran {
         ok,
@@ -116,6 +109,35 @@ fn run_guest(bytes: &[u8], rt: &tokio::runtime::Runtime, io: IoConfig, dir: &Pat
         counts,
         memory,
     })
+}
+
+/// Runs `f` every millisecond on a thread of its own until dropped (the
+/// drop stops and joins it).
+struct EveryMs(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl EveryMs {
+    fn start(f: impl Fn() + Send + 'static) -> EveryMs {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        EveryMs(stop, Some(thread))
+    }
+}
+
+impl Drop for EveryMs {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(t) = self.1.take() {
+            t.join().unwrap();
+        }
+    }
 }
 
 /// Drives a future that needs no other task to completion on this thread
@@ -375,15 +397,10 @@ fn another_task_runs_while_a_large_file_streams_in() {
         // pulses it got a turn for (a pulse while it waits for its turn
         // coalesces with the next).
         let ticks = Arc::new(AtomicU64::new(0));
-        let (pulse, stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicBool::new(false)));
+        let pulse = Arc::new(tokio::sync::Notify::new());
         let pulser = {
-            let (pulse, stop) = (pulse.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    pulse.notify_one();
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
+            let pulse = pulse.clone();
+            EveryMs::start(move || pulse.notify_one())
         };
         let t = ticks.clone();
         let ticker = rt.spawn(async move {
@@ -400,8 +417,7 @@ fn another_task_runs_while_a_large_file_streams_in() {
         let ran = run_guest(bytes, &rt, io, &dir, &args).unwrap();
         let took = start.elapsed();
         ticker.abort();
-        stop.store(true, Ordering::Relaxed);
-        pulser.join().unwrap();
+        drop(pulser);
         assert!(ran.ok, "{}", ran.stderr);
         assert_eq!(
             ran.stdout,
