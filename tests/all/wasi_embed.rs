@@ -7,8 +7,7 @@
 //! `demo` guest (built by `guests/rust/build.sh`) is a real WASI program that
 //! streams a file through pinned buffers and writes a zero-copy copy.
 
-#[path = "support/backends.rs"]
-mod backends;
+use crate::support::backends;
 
 use backends::backends;
 use host_api::WasiPinHost as State;

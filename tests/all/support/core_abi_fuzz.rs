@@ -1,5 +1,5 @@
 //! The core-ABI fuzz harness, shared by the proptest twin
-//! (`tests/fuzz_core_abi.rs`, in CI) and the cargo-fuzz target
+//! (`tests/all/fuzz_core_abi.rs`, in CI) and the cargo-fuzz target
 //! (`fuzz/fuzz_targets/core_abi.rs`).
 //!
 //! A sequence of calls with arbitrary arguments goes to every import through

@@ -1,5 +1,5 @@
 //! The component-import fuzz harness, shared by the proptest twin
-//! (`tests/fuzz_component.rs`, in CI) and the cargo-fuzz target
+//! (`tests/all/fuzz_component.rs`, in CI) and the cargo-fuzz target
 //! (`fuzz/fuzz_targets/component.rs`).
 //!
 //! Calls the `gup` and `zero-copy-io` host functions exactly as the generated

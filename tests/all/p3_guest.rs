@@ -26,8 +26,7 @@ impl WasiView for State {
     }
 }
 
-#[path = "support/rust_guests.rs"]
-mod rust_guests;
+use crate::support::rust_guests;
 
 use rust_guests::{fnv1a, pattern, scratch};
 

@@ -23,8 +23,7 @@ use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-#[path = "support/rust_guests.rs"]
-mod rust_guests;
+use crate::support::rust_guests;
 
 use rust_guests::{fnv1a, pattern, scratch, wasi_command as guest};
 

@@ -2,8 +2,7 @@
 //! arbitrary call sequences on every core-ABI import (see
 //! `support/core_abi_fuzz.rs` for what must hold).
 
-#[path = "support/core_abi_fuzz.rs"]
-mod harness;
+use crate::support::core_abi_fuzz as harness;
 
 use harness::Call;
 use proptest::prelude::*;

@@ -20,10 +20,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p3::bindings::Command;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-#[path = "support/backends.rs"]
-mod backends;
-#[path = "support/rust_guests.rs"]
-mod rust_guests;
+use crate::support::backends;
+use crate::support::rust_guests;
 
 use host_api::WasiPinHost as State;
 

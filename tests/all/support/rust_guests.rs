@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test uses its own subset
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `bytes`, or `None` and a note that `name` is not built (never in CI).
 fn built(name: &str, bytes: Option<&'static [u8]>) -> Option<&'static [u8]> {
@@ -29,9 +30,12 @@ pub fn p3_command(name: &str) -> Option<&'static [u8]> {
     built(name, wasm_pin_guests::wasi_p3_command(name))
 }
 
-/// A fresh, empty directory for this process and `name`.
+/// A fresh, empty directory for this call: several test files share this
+/// process and use the same names.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wasm-pin-guests-{}-{name}", std::process::id()));
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("wasm-pin-guests-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -6,7 +6,7 @@
 //! Most tests call the host functions directly on a `PinCtxView` (as the
 //! generated bindings do for a guest), with WASI descriptors made the way
 //! wasmtime-wasi makes them; the async ones are driven by tokio, as an async
-//! store drives them. Guests run in `tests/wasi_guests.rs` and at the end of
+//! store drives them. Guests run in `guest_imports.rs`, `wasi_embed.rs` and at the end of
 //! this file.
 
 use host_api::bindings::wasm_pin::mm::gup::{GupFlags, Host as _, HostPinnedPages as _};
@@ -23,8 +23,7 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::filesystem::{Descriptor, File};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
-#[path = "support/backends.rs"]
-mod backends;
+use crate::support::backends;
 
 use backends::backends;
 

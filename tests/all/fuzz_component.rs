@@ -2,8 +2,7 @@
 //! arbitrary call sequences on the component imports (see
 //! `support/component_fuzz.rs` for what must hold).
 
-#[path = "support/component_fuzz.rs"]
-mod harness;
+use crate::support::component_fuzz as harness;
 
 use harness::Call;
 use host_api::BackendKind;
