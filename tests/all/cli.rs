@@ -577,7 +577,7 @@ fn a_command_gets_the_pin_imports_on_its_own_memory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes the test program `tests/programs/<file>` (text) to `dir`.
+/// Writes the test program `tests/all/programs/<file>` (text) to `dir`.
 fn program(dir: &Path, file: &str, wat: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, wat).unwrap();
