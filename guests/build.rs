@@ -1,12 +1,12 @@
 //! Builds the guests from source: every `wat/*.wat` becomes a component of
 //! world `test-guest` (from `../wit`), every `wat-soak/*.wat` one of world
 //! `soak-tenant` (the soak's tenant), every `wat-core/*.wat` a core module,
-//! and every WASI command that `rust/build.sh` built in `rust-wasi/` (a
+//! and every WASI command that `rust/build.sh` built from `rust-wasi/` (a
 //! `wasm32-wasip1` core module, which must link `rust-wasi/wasip1-start`) a
 //! `wasi:cli/command` component (its core module is kept too, to run natively
-//! on preview1); every WASI 0.3 command it built in
+//! on preview1); every WASI 0.3 command it built from
 //! `rust-p3/` (a `wasm32-unknown-unknown` cdylib) a component with no
-//! adapter.
+//! adapter. `rust/build.sh` builds all three Rust workspaces into `target/`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -83,15 +83,7 @@ fn check_wasip1_start(core: &[u8], name: &str) {
 /// The WASI command modules `rust/build.sh` built in `rust-wasi/`, by bin
 /// name; none if it has not run (the host build never needs rustc-web).
 fn wasi_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
-    let release = manifest.join("rust-wasi/target/wasm32-wasip1/release");
-    // Cargo rescans a watched directory for any newer file: watch the
-    // release directory once it exists, else the workspace it will appear in.
-    let watch = if release.is_dir() {
-        release.clone()
-    } else {
-        manifest.join("rust-wasi")
-    };
-    println!("cargo:rerun-if-changed={}", watch.display());
+    let release = guest_release(manifest, "wasm32-wasip1");
     let Ok(dir) = std::fs::read_dir(&release) else {
         return Vec::new();
     };
@@ -126,24 +118,38 @@ fn wasi_p3_wit_deps(manifest: &Path) {
     println!("cargo:rerun-if-changed={}", src.display());
 }
 
-/// The WASI 0.3 command modules (`wasm32-unknown-unknown` cdylibs) that
-/// `rust/build.sh` built in `rust-p3/`, by crate name (`p3_read.wasm` is
-/// `p3-read`); none if it has not run.
-fn wasi_p3_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
-    let release = manifest.join("rust-p3/target/wasm32-unknown-unknown/release");
-    let watch = if release.is_dir() {
-        release.clone()
-    } else {
-        manifest.join("rust-p3")
-    };
+/// The release directory for `triple` in `target/`, where `rust/build.sh`
+/// builds all three Rust guest workspaces. Cargo rescans a watched directory
+/// for any newer file: it watches the release directory once it exists,
+/// else the nearest directory that does.
+fn guest_release(manifest: &Path, triple: &str) -> PathBuf {
+    let release = manifest.join("target").join(triple).join("release");
+    let watch = [release.clone(), manifest.join("target"), manifest.to_path_buf()]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .unwrap();
     println!("cargo:rerun-if-changed={}", watch.display());
-    let Ok(dir) = std::fs::read_dir(&release) else {
-        return Vec::new();
-    };
-    let mut libs: Vec<_> = dir
+    release
+}
+
+/// The WASI 0.3 command modules (`wasm32-unknown-unknown` cdylibs) that
+/// `rust/build.sh` built from the `rust-p3/` workspace's members, by crate
+/// name (`p3_read.wasm` is `p3-read`); none if it has not run. (The
+/// checksum guest of `rust/` shares their release directory.)
+fn wasi_p3_commands(manifest: &Path) -> Vec<(String, PathBuf)> {
+    let release = guest_release(manifest, "wasm32-unknown-unknown");
+    let workspace = manifest.join("rust-p3");
+    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.toml").display());
+    let mut libs: Vec<_> = std::fs::read_dir(&workspace)
+        .unwrap_or_else(|e| panic!("{}: {e}", workspace.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "wasm"))
-        .map(|p| (stem(&p).replace('_', "-"), p))
+        .filter(|member| member.join("Cargo.toml").is_file())
+        .map(|member| {
+            let name = stem(&member);
+            let wasm = release.join(format!("{}.wasm", name.replace('-', "_")));
+            (name, wasm)
+        })
+        .filter(|(_, wasm)| wasm.is_file())
         .collect();
     libs.sort();
     libs
@@ -205,7 +211,7 @@ fn main() {
     // The Rust guest, if `rust/build.sh` has built it (it needs Debian's
     // rustc-web, which `.ci/run` installs): wit-bindgen already embedded the
     // component type, so it only needs encoding.
-    let rust = manifest.join("rust/target/wasm32-unknown-unknown/release/checksum_guest.wasm");
+    let rust = manifest.join("target/wasm32-unknown-unknown/release/checksum_guest.wasm");
     println!("cargo:rerun-if-changed={}", rust.display());
     if let Ok(core) = std::fs::read(&rust) {
         emit(

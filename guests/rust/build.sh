@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Rust guests with Debian's rustc-web (rustup here has no wasm32
 # std; see shared/notes/guest-toolchains.md), each workspace with its own
-# target dir and lockfile:
+# lockfile, all three in one target dir, guests/target (their proc-macros and
+# build-std are built once, not three times):
 # - rust/: the wit-bindgen checksum guest, a wasm32-unknown-unknown core
 #   module;
 # - rust-wasi/: WASI command programs (bins), wasm32-wasip1 core modules
@@ -21,6 +22,7 @@
 # adapter). Extra arguments go to every cargo build.
 set -euo pipefail
 cd "$(dirname "$0")"
+target="$(cd .. && pwd)/target"
 pkgs=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-22 wasi-libc)
 if ! dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -28,26 +30,28 @@ if ! dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
     apt-get install -y -qq "${pkgs[@]}"
 fi
 # rustup's ~/.cargo/bin would shadow Debian's cargo; call it by path, with
-# only the given RUSTFLAGS and without the host build's target settings.
+# only the given RUSTFLAGS, the guests' target dir and none of the host
+# build's target settings. (RUSTFLAGS reach only the wasm target's crates, so
+# the host-side proc-macros are shared by all three workspaces.)
 web_cargo() {
-    local rustflags=$1
-    shift
-    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u CARGO_ENCODED_RUSTFLAGS \
-        RUSTFLAGS="$rustflags" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-        /usr/bin/cargo "$@"
+    local rustflags=$1 command=$2
+    shift 2
+    env -u CARGO_BUILD_TARGET -u CARGO_ENCODED_RUSTFLAGS \
+        CARGO_TARGET_DIR="$target" RUSTFLAGS="$rustflags" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        /usr/bin/cargo "$command" "$@"
 }
 # The guests read ../../wit and ../rust-p3/wit, whose WASI dependencies
 # (wit/deps) the host build takes from the wasmtime-wasi crate: make sure
 # they are there.
 (cd ../.. && cargo build -q -p wasm-pin-guests)
 web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
-ls -l target/wasm32-unknown-unknown/release/checksum_guest.wasm
+ls -l "$target"/wasm32-unknown-unknown/release/checksum_guest.wasm
 
 cd ../rust-wasi
 web_cargo "-L /usr/lib/wasm32-wasi" \
     build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort "$@"
-ls -l target/wasm32-wasip1/release/*.wasm
+ls -l "$target"/wasm32-wasip1/release/*.wasm
 
 cd ../rust-p3
 web_cargo "" build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
-ls -l target/wasm32-unknown-unknown/release/*.wasm
+ls -l "$target"/wasm32-unknown-unknown/release/p3_*.wasm
