@@ -7,6 +7,7 @@
 //! ```
 
 use clap::Parser;
+use host_api::BackendKind;
 use std::time::Duration;
 use wasm_pin::soak::{self, Fault, SoakConfig};
 
@@ -46,6 +47,10 @@ struct Args {
     /// Fail unless every fault kind was injected.
     #[arg(long)]
     every_fault: bool,
+    /// The tenants' I/O backend: auto (io_uring where the kernel allows
+    /// it) or threads (the shared worker threads).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "threads"])]
+    backend: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +68,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(s) = a.seed {
         c.seed = s;
     }
+    if a.backend == "threads" {
+        c.backend = BackendKind::Threads;
+    }
     if !a.faults.is_empty() {
         c.faults = a
             .faults
@@ -72,13 +80,14 @@ fn main() -> anyhow::Result<()> {
     }
     c.progress = (a.progress > 0).then(|| Duration::from_secs(a.progress));
     eprintln!(
-        "soak: {} tenants for {} s on {} slots of {} GiB, {}% faults, {} workers",
+        "soak: {} tenants for {} s on {} slots of {} GiB, {}% faults, {} workers, {:?} I/O",
         c.tenants,
         a.secs,
         c.pool.slots,
         c.pool.max_memory_bytes >> 30,
         c.fault_percent,
-        c.worker_threads
+        c.worker_threads,
+        c.backend
     );
     let report = soak::run(c)?;
     print!("{report}");

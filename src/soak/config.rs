@@ -3,6 +3,7 @@
 //! size, [`SoakConfig::long`] the one `soak` runs by default.
 
 use super::Fault;
+use host_api::BackendKind;
 use runtime_mm::PoolConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +47,10 @@ pub struct SoakConfig {
     pub epoch_tick: Duration,
     /// Worker threads of the multi-thread tokio runtime.
     pub worker_threads: usize,
+    /// The tenants' asynchronous I/O backend (`Auto`: io_uring where the
+    /// kernel allows it; `Threads`: the shared worker threads, as where a
+    /// container's seccomp profile refuses io_uring).
+    pub backend: BackendKind,
     /// How long the native pread/pwrite loop runs on the same files after
     /// the soak, for the throughput comparison.
     pub native: Duration,
@@ -86,6 +91,7 @@ impl SoakConfig {
             deadline: Duration::from_millis(30),
             epoch_tick: Duration::from_millis(10),
             worker_threads: 2,
+            backend: BackendKind::Auto,
             native: Duration::from_millis(500),
             check_write_every: 2,
             seed: 0x5eed_0022,

@@ -385,6 +385,9 @@ pub fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     unsafe { libc::malloc_trim(0) };
     // Page tables: the allocator may keep some for its arenas; 1 MiB of
     // slack (the pool's 4 TiB reservation alone needs ~8 MiB when touched).
+    // The thread backend's shared workers idle for `KEEP_ALIVE` before they
+    // exit: ask them to go now (a busy one would be a leak).
+    host_api::io::workers::trim(Duration::from_secs(5));
     let (after, leaks) = ProcSnapshot::settle(&before, 1 << 20, Duration::from_secs(10));
     problems.extend(leaks.into_iter().map(|l| format!("leak: {l}")));
     let mut peak = peak;
@@ -393,6 +396,7 @@ pub fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     Ok(SoakReport {
         tenants,
         peak_live,
+        backend: config.backend,
         elapsed,
         ops,
         direct_transfers,

@@ -25,6 +25,8 @@ pub struct SoakReport {
     pub tenants: usize,
     /// Most tenants live at once.
     pub peak_live: usize,
+    /// The tenants' I/O backend, as configured.
+    pub backend: host_api::BackendKind,
     /// How long the schedules ran.
     pub elapsed: Duration,
     /// Completed operations per kind, with the bytes they moved.
@@ -144,10 +146,12 @@ impl fmt::Display for SoakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "soak: {} tenants configured, {} live at peak, {:.1} s",
+            "soak: {} tenants configured, {} live at peak, {:.1} s, {:?} I/O backend, peak {} threads",
             self.tenants,
             self.peak_live,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.backend,
+            self.peak.threads
         )?;
         writeln!(f, "operations:")?;
         for (name, n, bytes) in self.ops.iter().filter(|o| o.1 > 0) {

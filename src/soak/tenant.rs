@@ -233,7 +233,10 @@ impl Tenant {
             Box::pin(async move { addr.ip().is_loopback() || implicit })
         });
         let pins = PinCtx::new(quotas)
-            .with_io(IoConfig::default())
+            .with_io(IoConfig {
+                backend: shared.config.backend,
+                ..IoConfig::default()
+            })
             .socket_addr_check(loopback);
         let mut store = Store::new(&shared.engine, State::new(wasi, pins));
         // Long guest calls yield to the executor at each epoch tick.

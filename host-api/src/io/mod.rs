@@ -14,7 +14,8 @@
 //! - [`direct`]: reopening a WASI file for direct I/O, and its alignment.
 //! - `fixed`: registered files, named by a slot instead of a descriptor.
 //! - `one_call`: transfers on an `(address, length)` pinned for the call.
-//! - `uring`: the io_uring backend; `threads`: the worker-thread backend.
+//! - `uring`: the io_uring backend; `threads`: the worker-thread backend,
+//!   whose transfers run on the process's shared [`workers`].
 //! - `imports`: the WIT host functions; `sync`: their synchronous
 //!   registration.
 //!
@@ -35,6 +36,7 @@ pub(crate) mod sync;
 mod threads;
 #[cfg(target_os = "linux")]
 mod uring;
+pub mod workers;
 
 use runtime_mm::{Errno, PinnedPages};
 use std::fs::File;
@@ -61,17 +63,20 @@ pub struct IoConfig {
     /// The asynchronous backend. Each store's backend is its own: io_uring
     /// has a ring per store, whose completions one reaper thread for the
     /// whole process takes (the soak's 512 tenants ran 22-36 threads in
-    /// all; `docs/SAFETY.md`, "Load and faults"); the thread backend has
-    /// `threads` workers per store.
+    /// all; `docs/SAFETY.md`, "Load and faults"); the thread backend has a
+    /// queue per store, whose transfers run on worker threads the whole
+    /// process shares ([`workers`]), started as transfers need them.
     pub backend: BackendKind,
     /// Most asynchronous transfers in flight at once, queued or running on
     /// any backend; one more is `again`.
     pub queue_depth: u32,
-    /// Worker threads of the thread backend.
+    /// Most of this store's transfers the thread backend runs at once: the
+    /// most shared [`workers`] the store occupies (a hung device ties up no
+    /// more than these). Its other transfers wait in its queue.
     pub threads: usize,
     /// How long dropping the store waits for transfers already inside the
-    /// kernel; past it, their threads are detached, each still holding its
-    /// transfer's pin until the syscall returns. Also the longest a guest's
+    /// kernel; past it, they are left to their worker threads, each still
+    /// holding its transfer's pin until the syscall returns. Also the longest a guest's
     /// drop of an unfinished `io-ticket` waits for the kernel to let go of
     /// its buffer.
     pub shutdown_wait: Duration,
@@ -104,7 +109,8 @@ impl IoConfig {
 }
 
 impl Default for IoConfig {
-    /// `Auto` backend, 64 transfers in flight, 2 workers, 1 s shutdown wait,
+    /// `Auto` backend, 64 transfers in flight, 2 running at once on the
+    /// thread backend, 1 s shutdown wait,
     /// 30 s longest sync wait, stream reads of cached data inline.
     fn default() -> Self {
         IoConfig {

@@ -1,30 +1,43 @@
-//! The worker-thread backend: a bounded queue of transfers served by a few
-//! threads calling `pread`/`pwrite` on the guest's pinned pages.
+//! The worker-thread backend: a store's bounded queue of transfers, run by
+//! the process's shared worker threads ([`workers`](super::workers))
+//! calling `pread`/`pwrite` on the guest's pinned pages.
 //!
-//! At most `depth` transfers are in flight, queued or taken by a worker
+//! At most `depth` transfers are in flight, queued or running
 //! (`IoConfig::queue_depth`); one more is refused with `again`, so the
-//! workers never hold more pins than the depth admits. Cancelling a transfer
-//! that no worker has started completes it with `canceled` without touching
-//! the buffer; one already running finishes. Only queued transfers are
-//! tracked (`pending`), so cancelling one that already ran leaves nothing
-//! behind.
+//! workers never hold more pins than the depth admits. At most `threads` of
+//! them run at once (`IoConfig::threads`): a store occupies at most that
+//! many shared workers, whatever its depth, so a tenant whose device hangs
+//! ties up that many and no more. Cancelling a transfer that no worker has
+//! started completes it with `canceled` at once, releasing its pin, without
+//! touching the buffer; one already running finishes.
 //!
-//! Dropping the backend cancels everything queued and waits for the workers
-//! up to `shutdown_wait`. A worker still inside a syscall then (a `pread` on
-//! a hung device never returns) is **detached**, not waited for: it owns its
-//! transfer, whose `Arc<PinnedPages>` keeps the pages pinned and mapped and
-//! whose `Arc<OwnedFd>` keeps the file open, so whatever the kernel writes
-//! later lands in pinned guest pages, and the pin is released when the
-//! syscall returns and the worker exits. The store's drop is never blocked
-//! for longer than the wait.
+//! # Protocol
+//!
+//! The store's `Queue` (one lock) holds its waiting transfers and how many
+//! of its jobs the pool has (`jobs`, at most `threads`).
+//! `submit` queues the transfer and, below `threads` jobs, hands the pool a
+//! new job. A job takes the queue's front transfer, runs it outside the
+//! lock, completes it, and goes on with the next; it ends (`jobs - 1`) when
+//! the queue is empty, or hands itself back to the pool's queue when
+//! another job waits for a worker, so stores take turns at the pool's
+//! limit. A transfer leaves the queue under the lock exactly once: taken
+//! by a job, or removed by `cancel` or the drop, so it runs or is
+//! cancelled, never both.
+//!
+//! Dropping the backend completes everything queued as `canceled`, and
+//! waits up to `shutdown_wait` for the running transfers.
+//! One still inside a syscall then (a `pread` on a hung device never
+//! returns) is **detached**, not waited for: its worker owns the transfer,
+//! whose `Arc<PinnedPages>` keeps the pages pinned and mapped and whose
+//! `Arc<OwnedFd>` keeps the file open, so whatever the kernel writes later
+//! lands in pinned guest pages, and the pin is released when the syscall
+//! returns. The store's drop is never blocked for longer than the wait.
 
-use super::{Backend, BackendKind, IoCounts, Op};
+use super::{workers, Backend, BackendKind, IoCounts, Op};
 use runtime_mm::Errno;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// What a worker does with a transfer (a parameter so tests can stand in a
@@ -35,16 +48,62 @@ fn exec_transfer(op: &Op) -> Result<u32, Errno> {
     op.run()
 }
 
+struct Queue {
+    /// Transfers no job has taken yet, oldest first.
+    waiting: VecDeque<(u64, Op)>,
+    /// This store's jobs the pool holds (queued or on a worker).
+    jobs: usize,
+}
+
 struct Shared {
-    /// Queued transfers not yet taken by a worker: id → cancel requested.
-    pending: Mutex<HashMap<u64, bool>>,
+    queue: Mutex<Queue>,
+    /// Queued or running: what the depth bounds.
     in_flight: AtomicUsize,
-    shutdown: AtomicBool,
+    /// Most jobs at once (`IoConfig::threads`).
+    threads: usize,
+    exec: Exec,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Transfers run outside the lock; a poisoned lock only means a panic
+        // between two consistent states.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Completes `op` with `r` after releasing its pin and file, so a guest that
+/// saw the completion sees the pages unpinned by this transfer.
+fn finish(shared: &Shared, op: Op, r: Result<u32, Errno>) {
+    let done = op.done.clone();
+    drop(op);
+    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    done.complete(r);
+}
+
+/// A pool job: runs `shared`'s transfers (see the protocol).
+fn job(shared: Arc<Shared>) {
+    loop {
+        let mut q = shared.lock();
+        let Some((_, op)) = q.waiting.pop_front() else {
+            q.jobs -= 1;
+            return;
+        };
+        drop(q);
+        let r = (shared.exec)(&op);
+        finish(&shared, op, r);
+        if workers::contended() && !shared.lock().waiting.is_empty() {
+            // Another store waits for a worker: go to the back of the line.
+            // (A refusal means no worker can start; this one goes on.)
+            let me = shared.clone();
+            if workers::execute(Box::new(move || job(me))).is_ok() {
+                return;
+            }
+        }
+    }
 }
 
 pub(crate) struct Threads {
-    tx: Option<SyncSender<(u64, Op)>>,
-    workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     next: u64,
     /// Most transfers in flight (queued or running) at once.
@@ -58,96 +117,60 @@ impl Threads {
     }
 
     pub(crate) fn with_exec(threads: usize, depth: u32, shutdown_wait: Duration, exec: Exec) -> Threads {
-        let depth = depth.max(1) as usize;
-        let (tx, rx) = sync_channel::<(u64, Op)>(depth);
-        let rx = Arc::new(Mutex::new(rx));
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
-            in_flight: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-        });
-        let workers = (0..threads)
-            .map(|i| {
-                let (rx, shared) = (rx.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("wasm-pin-io-{i}"))
-                    .spawn(move || worker(&rx, &shared, exec))
-                    .expect("spawning an I/O worker")
-            })
-            .collect();
         Threads {
-            tx: Some(tx),
-            workers,
-            shared,
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    waiting: VecDeque::new(),
+                    jobs: 0,
+                }),
+                in_flight: AtomicUsize::new(0),
+                threads: threads.max(1),
+                exec,
+            }),
             next: 0,
-            depth,
+            depth: depth.max(1) as usize,
             shutdown_wait,
         }
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, bool>> {
-        self.shared.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn worker(rx: &Mutex<Receiver<(u64, Op)>>, shared: &Shared, exec: Exec) {
-    loop {
-        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((id, op)) = next else { return };
-        let cancelled = shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-            .unwrap_or(false);
-        let r = if cancelled || shared.shutdown.load(Ordering::Acquire) {
-            Err(Errno::Canceled)
-        } else {
-            exec(&op)
-        };
-        // Release the pin and the file before reporting, so a guest that saw
-        // the completion sees the pages unpinned by this transfer.
-        let done = op.done.clone();
-        drop(op);
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        done.complete(r);
     }
 }
 
 impl Backend for Threads {
     fn submit(&mut self, op: Op) -> Result<u64, Errno> {
-        self.next += 1;
-        let id = self.next;
-        let tx = self.tx.as_ref().ok_or(Errno::Canceled)?;
-        // The channel bounds only what waits in it; a transfer a worker took
-        // still holds its pin, so the depth counts it too. Only this thread
-        // adds (`&mut self`), so the check cannot race another submission.
+        // Only this thread adds (`&mut self`), so the check cannot race
+        // another submission; a running transfer still holds its pin, so
+        // the depth counts it too.
         if self.shared.in_flight.load(Ordering::Acquire) >= self.depth {
-            self.next -= 1;
             return Err(Errno::Again);
         }
+        let id = self.next + 1;
+        let mut q = self.shared.lock();
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        // Listed before it is queued, so a worker always finds its entry.
-        self.pending().insert(id, false);
-        match tx.try_send((id, op)) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                self.pending().remove(&id);
-                self.next -= 1;
+        q.waiting.push_back((id, op));
+        if q.jobs < self.shared.threads {
+            q.jobs += 1;
+            let shared = self.shared.clone();
+            if workers::execute(Box::new(move || job(shared))).is_err() {
+                // No worker can start: refuse the transfer, untouched.
+                q.jobs -= 1;
+                let (_, op) = q.waiting.pop_back().expect("queued above");
+                drop(q);
+                drop(op);
                 self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Err(match e {
-                    TrySendError::Full(_) => Errno::Again,
-                    TrySendError::Disconnected(_) => Errno::Canceled,
-                })
+                return Err(Errno::Again);
             }
         }
+        self.next = id;
+        Ok(id)
     }
 
     fn cancel(&mut self, id: u64) {
-        // Only a queued transfer can still be cancelled; for one a worker
-        // took (running or done) there is nothing to record.
-        if let Some(c) = self.pending().get_mut(&id) {
-            *c = true;
+        // Only a queued transfer can still be cancelled; for one a job took
+        // (running or done) there is nothing to do.
+        let mut q = self.shared.lock();
+        if let Some(at) = q.waiting.iter().position(|(i, _)| *i == id) {
+            let (_, op) = q.waiting.remove(at).expect("found above");
+            drop(q);
+            finish(&self.shared, op, Err(Errno::Canceled));
         }
     }
 
@@ -160,7 +183,7 @@ impl Backend for Threads {
     }
 
     fn tracked(&self) -> usize {
-        self.pending().len()
+        self.shared.lock().waiting.len()
     }
 
     fn counts(&self) -> IoCounts {
@@ -173,27 +196,15 @@ impl Backend for Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        drop(self.tx.take()); // workers drain the queue (as cancelled) and exit
+        // Nothing submits after this: the backend is gone.
+        let queued = std::mem::take(&mut self.shared.lock().waiting);
+        for (_, op) in queued {
+            finish(&self.shared, op, Err(Errno::Canceled));
+        }
         let deadline = Instant::now() + self.shutdown_wait;
-        join_until(self.workers.drain(..).collect(), deadline);
-    }
-}
-
-/// Joins the threads that finish by `deadline`; the rest are detached (see
-/// the module docs for why that is safe). Returns how many were detached.
-pub(crate) fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) -> usize {
-    let mut left = threads;
-    loop {
-        let (done, running): (Vec<_>, Vec<_>) = left.into_iter().partition(JoinHandle::is_finished);
-        for t in done {
-            let _ = t.join();
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        left = running;
-        if left.is_empty() || Instant::now() >= deadline {
-            return left.len();
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -202,6 +213,7 @@ mod tests {
     use super::*;
     use crate::io::Completion;
     use runtime_mm::{gup, GupFlags, Mm, MmConfig};
+    use std::sync::atomic::AtomicBool;
 
     fn op(read: bool) -> (Op, Arc<Completion>, Arc<Mm>) {
         let mm = Mm::new(MmConfig {
@@ -239,6 +251,13 @@ mod tests {
         assert_eq!(t.in_flight(), 0);
     }
 
+    /// Returns once a worker has taken every queued transfer.
+    fn running(t: &Threads) {
+        while t.tracked() > 0 {
+            std::thread::yield_now();
+        }
+    }
+
     static STUCK: AtomicBool = AtomicBool::new(true);
 
     /// Stands in for a `pread` on a hung device: returns only when told.
@@ -256,9 +275,7 @@ mod tests {
         let mut t = Threads::with_exec(1, 4, Duration::from_millis(50), hang);
         let (op, done, mm) = op(true);
         t.submit(op).unwrap();
-        while !t.pending().is_empty() {
-            std::thread::yield_now(); // wait for the worker to take it
-        }
+        running(&t);
         let started = Instant::now();
         drop(t);
         assert!(
@@ -281,13 +298,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(op.len)
-    }
-
-    /// Takes a transfer to a worker: returns once no transfer is queued.
-    fn running(t: &Threads) {
-        while !t.pending().is_empty() {
-            std::thread::yield_now();
-        }
     }
 
     /// The queue's bookkeeping: ids, in flight, queued, refused (`again`,
@@ -367,5 +377,109 @@ mod tests {
         assert_eq!(done_a.poll(), Some(Ok(4096)), "the drop joined the worker");
         assert_eq!(done_b.poll(), Some(Err(Errno::Canceled)));
         opener.join().unwrap();
+    }
+
+    static GATE4: AtomicBool = AtomicBool::new(true);
+    static RUNNING4: AtomicUsize = AtomicUsize::new(0);
+
+    fn gated4(op: &Op) -> Result<u32, Errno> {
+        RUNNING4.fetch_add(1, Ordering::AcqRel);
+        while GATE4.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        RUNNING4.fetch_sub(1, Ordering::AcqRel);
+        Ok(op.len)
+    }
+
+    /// Threads follow running transfers, not stores: 200 idle backends start
+    /// no thread (the old backend started 2 per store), 40 stores with one
+    /// blocked transfer each run on 40 shared workers at once, and trimmed
+    /// idle workers exit.
+    #[test]
+    fn stores_share_workers_started_for_their_transfers() {
+        let tasks = || std::fs::read_dir("/proc/self/task").unwrap().count();
+        let before = tasks();
+        let idle: Vec<_> = (0..200).map(|_| Threads::new(2, 8, Duration::from_secs(5))).collect();
+        // (Other tests of this binary may start a few threads meanwhile.)
+        assert!(
+            tasks() < before + 50,
+            "200 idle stores started no threads: {before} then {}",
+            tasks()
+        );
+        drop(idle);
+        let mut stores: Vec<_> = (0..40)
+            .map(|_| Threads::with_exec(2, 8, Duration::from_secs(5), gated4))
+            .collect();
+        let ops: Vec<_> = stores
+            .iter_mut()
+            .map(|t| {
+                let (op, done, mm) = op(true);
+                t.submit(op).unwrap();
+                (done, mm)
+            })
+            .collect();
+        let started = Instant::now();
+        while RUNNING4.load(Ordering::Acquire) < 40 {
+            assert!(started.elapsed() < Duration::from_secs(10), "40 transfers run at once");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(workers::workers().0 >= 40);
+        GATE4.store(false, Ordering::Release);
+        for (done, _mm) in &ops {
+            assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        }
+        workers::trim(Duration::from_secs(5));
+        assert!(
+            workers::workers().0 < 40,
+            "trimmed idle workers exited: {:?} left",
+            workers::workers()
+        );
+    }
+
+    static GATE5: AtomicBool = AtomicBool::new(true);
+    static RUNNING5: AtomicUsize = AtomicUsize::new(0);
+    static PEAK5: AtomicUsize = AtomicUsize::new(0);
+
+    fn gated5(op: &Op) -> Result<u32, Errno> {
+        let now = RUNNING5.fetch_add(1, Ordering::AcqRel) + 1;
+        PEAK5.fetch_max(now, Ordering::AcqRel);
+        while GATE5.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        RUNNING5.fetch_sub(1, Ordering::AcqRel);
+        Ok(op.len)
+    }
+
+    /// A store runs at most `threads` transfers at once, whatever its depth
+    /// (a hung device ties up that many shared workers, no more); the rest
+    /// wait in its queue, a cancelled one completes at once, and all others
+    /// run in turn.
+    #[test]
+    fn a_store_runs_at_most_threads_transfers_at_once() {
+        let mut t = Threads::with_exec(2, 8, Duration::from_secs(5), gated5);
+        let mut held = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            let (op, done, mm) = op(true);
+            ids.push(t.submit(op).unwrap());
+            held.push((done, mm));
+        }
+        let started = Instant::now();
+        while RUNNING5.load(Ordering::Acquire) < 2 {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(RUNNING5.load(Ordering::Acquire), 2, "two run, four wait");
+        assert_eq!((t.in_flight(), t.tracked()), (6, 4));
+        t.cancel(ids[5]);
+        assert_eq!(held[5].0.poll(), Some(Err(Errno::Canceled)), "completed at once");
+        assert!(!held[5].1.page_maybe_dma_pinned(0), "its pin released at once");
+        GATE5.store(false, Ordering::Release);
+        for (done, _) in &held[..5] {
+            assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        }
+        assert_eq!(PEAK5.load(Ordering::Acquire), 2);
+        assert_eq!((t.in_flight(), t.tracked()), (0, 0));
     }
 }
