@@ -2,7 +2,7 @@
 //! sequences, at the host-trait level the generated bindings call.
 #![no_main]
 
-#[path = "../../tests/all/support/component_fuzz.rs"]
+#[path = "../../tests/support/component_fuzz.rs"]
 mod harness;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Fuzzes every core-ABI import with arbitrary call sequences.
 #![no_main]
 
-#[path = "../../tests/all/support/core_abi_fuzz.rs"]
+#[path = "../../tests/support/core_abi_fuzz.rs"]
 mod harness;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

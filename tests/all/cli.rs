@@ -577,7 +577,7 @@ fn a_command_gets_the_pin_imports_on_its_own_memory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes the test program `tests/all/programs/<file>` (text) to `dir`.
+/// Writes the test program `tests/programs/<file>` (text) to `dir`.
 fn program(dir: &Path, file: &str, wat: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, wat).unwrap();
@@ -590,7 +590,7 @@ fn p1_module_gets_args_env_a_preopen_and_its_exact_exit_code() {
     let data = dir.join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("data.txt"), "file contents\n").unwrap();
-    let wat = include_str!("programs/p1_hello.wat");
+    let wat = include_str!("../programs/p1_hello.wat");
     program(&dir, "p1_hello.wat", wat);
     // The same program as a binary module.
     std::fs::write(dir.join("p1_hello.wasm"), wat::parse_str(wat).unwrap()).unwrap();
@@ -725,7 +725,7 @@ fn p1_module_traps_reactors_and_default_exports_as_wasmtime_run() {
 #[test]
 fn p1_module_pins_its_own_memory_through_the_core_abi() {
     let dir = scratch("p1-pin");
-    program(&dir, "p1_pin.wat", include_str!("programs/p1_pin.wat"));
+    program(&dir, "p1_pin.wat", include_str!("../programs/p1_pin.wat"));
     for mode in [&["run"][..], &["run", "--pooled"]] {
         let out = wasm_pin(&dir, &[mode, &["p1_pin.wat"]].concat(), &[]);
         assert_eq!(code(&out), 0, "{mode:?}: {}", text(&out.stderr));
@@ -761,7 +761,7 @@ fn p3_run_body_wat(body: &str) -> String {
 #[test]
 fn p3_commands_get_args_env_and_exit_codes() {
     let dir = scratch("p3");
-    program(&dir, "p3_env_exit.wat", include_str!("programs/p3_env_exit.wat"));
+    program(&dir, "p3_env_exit.wat", include_str!("../programs/p3_env_exit.wat"));
     for mode in [
         &["run"][..],
         &["run", "--pooled"],
@@ -812,7 +812,7 @@ fn p3_commands_get_args_env_and_exit_codes() {
 #[test]
 fn p3_command_gets_the_pin_interfaces() {
     let dir = scratch("p3-gup");
-    program(&dir, "p3_gup.wat", include_str!("programs/p3_gup.wat"));
+    program(&dir, "p3_gup.wat", include_str!("../programs/p3_gup.wat"));
     for mode in [&["run"][..], &["run", "--pooled"]] {
         let out = wasm_pin(&dir, &[mode, &["p3_gup.wat"]].concat(), &[]);
         // page-size 4096 / 512, and its page not pinned.

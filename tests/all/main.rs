@@ -22,6 +22,8 @@ mod pin_vec;
 mod pool;
 mod socket_policy;
 mod spec;
+// Where the separate test binaries kept it, for tests written against that layout.
+#[path = "../support/mod.rs"]
 mod support;
 mod wasi_embed;
 mod wasmtime_memory;
