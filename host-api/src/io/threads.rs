@@ -429,6 +429,7 @@ mod tests {
     /// idle workers exit.
     #[test]
     fn stores_share_workers_started_for_their_transfers() {
+        let _pool = workers::exclusive();
         let tasks = || std::fs::read_dir("/proc/self/task").unwrap().count();
         let before = tasks();
         let idle: Vec<_> = (0..200).map(|_| Threads::new(2, 8, Duration::from_secs(5))).collect();
@@ -489,6 +490,7 @@ mod tests {
     /// run in turn.
     #[test]
     fn a_store_runs_at_most_threads_transfers_at_once() {
+        let _pool = workers::exclusive();
         let mut t = Threads::with_exec(2, 8, Duration::from_secs(5), gated5);
         let mut held = Vec::new();
         let mut ids = Vec::new();
@@ -542,5 +544,61 @@ mod tests {
         let started = Instant::now();
         drop(t);
         assert!(started.elapsed() < Duration::from_secs(1), "nothing left running");
+    }
+
+    static ORDER: AtomicUsize = AtomicUsize::new(0);
+    static B_DONE_AT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Store A's transfers: 20 ms each.
+    fn slow_a(op: &Op) -> Result<u32, Errno> {
+        std::thread::sleep(Duration::from_millis(20));
+        ORDER.fetch_add(1, Ordering::AcqRel);
+        Ok(op.len)
+    }
+
+    /// Store B's transfer: notes when it ran, among all transfers.
+    fn quick_b(op: &Op) -> Result<u32, Errno> {
+        B_DONE_AT.store(ORDER.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+        Ok(op.len)
+    }
+
+    /// Puts the pool's limit back however the test ends.
+    struct Limit(usize);
+
+    impl Drop for Limit {
+        fn drop(&mut self) {
+            workers::set_limit(self.0);
+        }
+    }
+
+    /// At the pool's limit, stores take turns: store A's two jobs hold both
+    /// workers of a 2-worker pool with 6 transfers queued, and store B's one
+    /// transfer runs after A's first ones, not after A's whole queue.
+    #[test]
+    fn at_the_pool_limit_stores_take_turns() {
+        let _pool = workers::exclusive();
+        let _restore = Limit(workers::limit());
+        workers::trim(Duration::from_secs(5)); // no idle worker above the limit
+        workers::set_limit(2);
+        let mut a = Threads::with_exec(2, 8, Duration::from_secs(5), slow_a);
+        let mut b = Threads::with_exec(2, 8, Duration::from_secs(5), quick_b);
+        let a_ops: Vec<_> = (0..6)
+            .map(|_| {
+                let (op, done, mm) = op(true);
+                a.submit(op).unwrap();
+                (done, mm)
+            })
+            .collect();
+        let (op_b, done_b, _mb) = op(true);
+        b.submit(op_b).unwrap();
+        assert_eq!(done_b.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        for (done, _) in &a_ops {
+            assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
+        }
+        let at = B_DONE_AT.load(Ordering::Acquire);
+        assert!(
+            at <= 4,
+            "B's transfer ran {at}th of 7: it waited for A's queue instead of taking turns"
+        );
     }
 }

@@ -207,6 +207,14 @@ fn worker() {
     }
 }
 
+/// Tests that depend on the pool's size or change its limit take this, so
+/// they do not run beside each other.
+#[cfg(test)]
+pub(crate) fn exclusive() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +224,7 @@ mod tests {
     /// starts workers again for the next job.
     #[test]
     fn trim_ends_idle_workers_and_never_a_running_job() {
+        let _pool = exclusive();
         let (done, finished) = mpsc::channel();
         let gate = Arc::new(Barrier::new(2));
         let g = gate.clone();
