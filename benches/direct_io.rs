@@ -146,7 +146,7 @@ fn direct(c: &mut Criterion) {
         let (_plain, f) = open_both(&mut h, &path);
         let region = pin_region(&mut h);
         g.bench_function("qd8/zero_copy_open_direct_io_uring", |bch| {
-            bch.iter(|| uring_read_all(&mut h, &f, &region))
+            bch.iter(|| async_read_all(&mut h, &f, &region))
         });
         h.pins().unpin(region, true).unwrap();
     }
@@ -164,7 +164,7 @@ fn direct(c: &mut Criterion) {
                 bch.iter_custom(|iters| {
                     let t0 = cpu_time();
                     for _ in 0..iters {
-                        uring_read_all(&mut h, fd, &region);
+                        async_read_all(&mut h, fd, &region);
                     }
                     cpu_time() - t0
                 })

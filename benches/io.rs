@@ -2,7 +2,8 @@
 //! (page cache warm) into a 256 MiB region, 1 MiB per transfer, via
 //! (i) native `pread` into a host `Vec` (the limit), (ii) our zero-copy sync
 //! `read-at` into pinned guest pages, (iii) our io_uring path (8 reads in
-//! flight on a registered long-term pin), (iv) a guest calling wasmtime-wasi's
+//! flight on a registered long-term pin) and the same on the thread backend
+//! (its shared workers), (iv) a guest calling wasmtime-wasi's
 //! preview1 `fd_read` (the peer), (v) `pread` into a host buffer, then a copy
 //! into guest memory, (vi) a guest reading through WASI p2's
 //! `input-stream.blocking-read` (the other peer). Native `O_DIRECT`, the
@@ -68,13 +69,25 @@ fn read_256mib(c: &mut Criterion) {
         let f = open(&mut h, &path);
         let region = pin_region(&mut h);
         g.bench_function("zero_copy_io_uring_fixed", |bch| {
-            bch.iter(|| uring_read_all(&mut h, &f, &region))
+            bch.iter(|| async_read_all(&mut h, &f, &region))
         });
         assert_eq!(h.io_counts().fixed, h.io_counts().submitted);
         h.pins().unpin(region, true).unwrap();
     } else {
         println!("zero_copy_io_uring_fixed skipped: io_uring unavailable");
     }
+    drop(h);
+
+    // (iii-b) the thread backend, as where io_uring is refused: the same 8
+    // reads in flight, run 2 at a time (`IoConfig::threads`) on the
+    // process's shared workers.
+    let (mut h, _mm) = host(BackendKind::Threads);
+    let f = open(&mut h, &path);
+    let region = pin_region(&mut h);
+    g.bench_function("zero_copy_threads_backend", |bch| {
+        bch.iter(|| async_read_all(&mut h, &f, &region))
+    });
+    h.pins().unpin(region, true).unwrap();
     drop(h);
 
     // (iv) the peer: wasmtime-wasi preview1 fd_read from a guest.

@@ -110,9 +110,10 @@ pub fn pin_region(h: &mut MmHost) -> Resource<PinnedPages> {
         .unwrap()
 }
 
-/// Our io_uring path: all `SIZE` bytes of `f` into the pinned `region`,
-/// 1 MiB per read, 8 reads in flight.
-pub fn uring_read_all(h: &mut MmHost, f: &Resource<Descriptor>, region: &Resource<PinnedPages>) {
+/// Our asynchronous path (io_uring or the thread backend, whichever `h`
+/// has): all `SIZE` bytes of `f` into the pinned `region`, 1 MiB per read,
+/// 8 reads in flight.
+pub fn async_read_all(h: &mut MmHost, f: &Resource<Descriptor>, region: &Resource<PinnedPages>) {
     let mut inflight = VecDeque::new();
     let mut next = 0;
     while next < SIZE || !inflight.is_empty() {
