@@ -35,7 +35,7 @@
 //! are the thread backend's business: it holds at most `IoConfig::threads`
 //! jobs, and a job runs that store's transfers until its queue is empty, or
 //! yields its worker when the pool is at its limit and another job waits
-//! ([`contended`]), so stores take turns there.
+//! (`contended`), so stores take turns there.
 //!
 //! # What the limit costs
 //!
@@ -156,6 +156,19 @@ pub fn set_limit(n: usize) {
 /// waits up to `wait` until none is idle. A busy worker finishes its job
 /// and stays; the next job starts a worker again. For an embedder that
 /// wants a quiet process (and the soak's thread-leak check).
+///
+/// ```
+/// use host_api::io::workers;
+/// use std::time::Duration;
+///
+/// // An embedder whose preopens may reach a hung NFS mount allows more
+/// // workers than the default before other stores' transfers would wait.
+/// workers::set_limit(2 * workers::DEFAULT_WORKER_LIMIT);
+/// assert_eq!(workers::limit(), 1024);
+/// // At a quiet moment: no idle worker thread stays behind.
+/// workers::trim(Duration::from_secs(1));
+/// assert_eq!(workers::workers().1, 0);
+/// ```
 pub fn trim(wait: Duration) {
     let deadline = Instant::now() + wait;
     let mut s = lock();
