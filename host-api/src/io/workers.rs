@@ -117,7 +117,8 @@ pub(crate) fn execute(job: Job) -> Result<(), Job> {
         WAKE.notify_one();
     } else if s.live < limit() {
         s.live += 1;
-        let spawned = std::thread::Builder::new().name("wasm-pin-io".into()).spawn(worker); // detached: it exits on its own, see `worker`
+        // Detached: a worker exits on its own (see `worker`).
+        let spawned = std::thread::Builder::new().name("wasm-pin-io".into()).spawn(worker);
         if spawned.is_err() {
             s.live -= 1;
             if s.live == 0 {
