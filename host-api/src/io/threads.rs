@@ -322,14 +322,37 @@ mod tests {
         assert!(!mm.page_maybe_dma_pinned(0), "released when the syscall returned");
     }
 
-    static GATE: AtomicBool = AtomicBool::new(true);
+    /// What a test's gated transfers wait on until the test opens it (each
+    /// test its own gate: tests run in parallel), and how many of them run
+    /// now and at most.
+    struct Gate {
+        shut: AtomicBool,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+    }
 
-    /// A transfer that runs until the test opens `GATE`.
-    fn gated(op: &Op) -> Result<u32, Errno> {
-        while GATE.load(Ordering::Acquire) {
+    static GATES: [Gate; 5] = [const {
+        Gate {
+            shut: AtomicBool::new(true),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }; 5];
+
+    /// A transfer that runs until the test opens gate `G`.
+    fn gated<const G: usize>(op: &Op) -> Result<u32, Errno> {
+        let g = &GATES[G];
+        let now = g.running.fetch_add(1, Ordering::AcqRel) + 1;
+        g.peak.fetch_max(now, Ordering::AcqRel);
+        while g.shut.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
         }
+        g.running.fetch_sub(1, Ordering::AcqRel);
         Ok(op.len)
+    }
+
+    fn open(g: usize) {
+        GATES[g].shut.store(false, Ordering::Release);
     }
 
     /// The queue's bookkeeping: ids, in flight, queued, refused (`again`,
@@ -339,7 +362,7 @@ mod tests {
     /// room for it.
     #[test]
     fn a_full_queue_is_again_and_a_queued_transfer_cancels() {
-        let mut t = Threads::with_exec(1, 2, Duration::from_secs(5), gated);
+        let mut t = Threads::with_exec(1, 2, Duration::from_secs(5), gated::<0>);
         let ((a, done_a, _ma), (b, done_b, _mb), (c, done_c, _mc)) = (op(true), op(true), op(true));
         let ia = t.submit(a).unwrap();
         running(&t);
@@ -350,19 +373,10 @@ mod tests {
         assert_eq!(done_c.poll(), None, "a refused transfer never completes");
         assert_eq!((t.in_flight(), t.tracked(), t.counts().submitted), (2, 1, 2));
         t.cancel(ib);
-        GATE.store(false, Ordering::Release);
+        open(0);
         assert_eq!(done_a.wait(Duration::from_secs(5)), Some(Ok(4096)));
         assert_eq!(done_b.wait(Duration::from_secs(5)), Some(Err(Errno::Canceled)));
         assert_eq!((t.in_flight(), t.tracked()), (0, 0));
-    }
-
-    static GATE3: AtomicBool = AtomicBool::new(true);
-
-    fn gated3(op: &Op) -> Result<u32, Errno> {
-        while GATE3.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(op.len)
     }
 
     /// Depth 1 with four idle workers: the transfer a worker runs is the one
@@ -370,25 +384,16 @@ mod tests {
     /// one and the channel queue one more: `depth + threads` pins).
     #[test]
     fn the_depth_counts_transfers_a_worker_took() {
-        let mut t = Threads::with_exec(4, 1, Duration::from_secs(5), gated3);
+        let mut t = Threads::with_exec(4, 1, Duration::from_secs(5), gated::<1>);
         let ((a, done_a, _ma), (b, done_b, _mb)) = (op(true), op(true));
         t.submit(a).unwrap();
         running(&t);
         assert_eq!(t.submit(b).unwrap_err(), Errno::Again);
         assert_eq!((t.in_flight(), t.counts().submitted), (1, 1));
-        GATE3.store(false, Ordering::Release);
+        open(1);
         assert_eq!(done_a.wait(Duration::from_secs(5)), Some(Ok(4096)));
         assert_eq!(done_b.poll(), None, "a refused transfer never completes");
         assert_eq!(t.in_flight(), 0);
-    }
-
-    static GATE2: AtomicBool = AtomicBool::new(true);
-
-    fn gated2(op: &Op) -> Result<u32, Errno> {
-        while GATE2.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(op.len)
     }
 
     /// Dropping the backend waits, within its bound, for the transfer a
@@ -396,31 +401,19 @@ mod tests {
     /// running them.
     #[test]
     fn a_drop_waits_for_the_running_transfer_and_cancels_the_queued() {
-        let mut t = Threads::with_exec(1, 4, Duration::from_secs(5), gated2);
+        let mut t = Threads::with_exec(1, 4, Duration::from_secs(5), gated::<2>);
         let ((a, done_a, _ma), (b, done_b, _mb)) = (op(true), op(true));
         t.submit(a).unwrap();
         running(&t);
         t.submit(b).unwrap();
         let opener = std::thread::spawn(|| {
             std::thread::sleep(Duration::from_millis(30));
-            GATE2.store(false, Ordering::Release);
+            open(2);
         });
         drop(t);
         assert_eq!(done_a.poll(), Some(Ok(4096)), "the drop waited for its completion");
         assert_eq!(done_b.poll(), Some(Err(Errno::Canceled)));
         opener.join().unwrap();
-    }
-
-    static GATE4: AtomicBool = AtomicBool::new(true);
-    static RUNNING4: AtomicUsize = AtomicUsize::new(0);
-
-    fn gated4(op: &Op) -> Result<u32, Errno> {
-        RUNNING4.fetch_add(1, Ordering::AcqRel);
-        while GATE4.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        RUNNING4.fetch_sub(1, Ordering::AcqRel);
-        Ok(op.len)
     }
 
     /// Threads follow running transfers, not stores: 200 idle backends start
@@ -441,7 +434,7 @@ mod tests {
         );
         drop(idle);
         let mut stores: Vec<_> = (0..40)
-            .map(|_| Threads::with_exec(2, 8, Duration::from_secs(5), gated4))
+            .map(|_| Threads::with_exec(2, 8, Duration::from_secs(5), gated::<3>))
             .collect();
         let ops: Vec<_> = stores
             .iter_mut()
@@ -452,12 +445,12 @@ mod tests {
             })
             .collect();
         let started = Instant::now();
-        while RUNNING4.load(Ordering::Acquire) < 40 {
+        while GATES[3].running.load(Ordering::Acquire) < 40 {
             assert!(started.elapsed() < Duration::from_secs(10), "40 transfers run at once");
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(workers::workers().0 >= 40);
-        GATE4.store(false, Ordering::Release);
+        open(3);
         for (done, _mm) in &ops {
             assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
         }
@@ -470,20 +463,6 @@ mod tests {
         }
     }
 
-    static GATE5: AtomicBool = AtomicBool::new(true);
-    static RUNNING5: AtomicUsize = AtomicUsize::new(0);
-    static PEAK5: AtomicUsize = AtomicUsize::new(0);
-
-    fn gated5(op: &Op) -> Result<u32, Errno> {
-        let now = RUNNING5.fetch_add(1, Ordering::AcqRel) + 1;
-        PEAK5.fetch_max(now, Ordering::AcqRel);
-        while GATE5.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        RUNNING5.fetch_sub(1, Ordering::AcqRel);
-        Ok(op.len)
-    }
-
     /// A store runs at most `threads` transfers at once, whatever its depth
     /// (a hung device ties up that many shared workers, no more); the rest
     /// wait in its queue, a cancelled one completes at once, and all others
@@ -491,7 +470,7 @@ mod tests {
     #[test]
     fn a_store_runs_at_most_threads_transfers_at_once() {
         let _pool = workers::exclusive();
-        let mut t = Threads::with_exec(2, 8, Duration::from_secs(5), gated5);
+        let mut t = Threads::with_exec(2, 8, Duration::from_secs(5), gated::<4>);
         let mut held = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..6 {
@@ -500,21 +479,21 @@ mod tests {
             held.push((done, mm));
         }
         let started = Instant::now();
-        while RUNNING5.load(Ordering::Acquire) < 2 {
+        while GATES[4].running.load(Ordering::Acquire) < 2 {
             assert!(started.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(RUNNING5.load(Ordering::Acquire), 2, "two run, four wait");
+        assert_eq!(GATES[4].running.load(Ordering::Acquire), 2, "two run, four wait");
         assert_eq!((t.in_flight(), t.tracked()), (6, 4));
         t.cancel(ids[5]);
         assert_eq!(held[5].0.poll(), Some(Err(Errno::Canceled)), "completed at once");
         assert!(!held[5].1.page_maybe_dma_pinned(0), "its pin released at once");
-        GATE5.store(false, Ordering::Release);
+        open(4);
         for (done, _) in &held[..5] {
             assert_eq!(done.wait(Duration::from_secs(5)), Some(Ok(4096)));
         }
-        assert_eq!(PEAK5.load(Ordering::Acquire), 2);
+        assert_eq!(GATES[4].peak.load(Ordering::Acquire), 2);
         assert_eq!((t.in_flight(), t.tracked()), (0, 0));
     }
 
